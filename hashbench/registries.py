@@ -1,0 +1,25 @@
+"""The five plugin registries, one per kind, each fed by its entry-point group."""
+
+from __future__ import annotations
+
+from .attack import Attack
+from .data.base import HashDataset
+from .defense import Defense
+from .methods.base import HashMethod
+from .models.backbones import Backbone
+from .registry import Registry
+
+methods: Registry[HashMethod] = Registry("method", "hashbench.methods", HashMethod)
+backbones: Registry[Backbone] = Registry("backbone", "hashbench.backbones", Backbone)
+datasets: Registry[HashDataset] = Registry("dataset", "hashbench.datasets", HashDataset)
+attacks: Registry[Attack] = Registry("attack", "hashbench.attacks", Attack)
+defenses: Registry[Defense] = Registry("defense", "hashbench.defenses", Defense)
+
+#: grid key → registry
+BY_KIND: dict[str, Registry] = {
+    "methods": methods,
+    "backbones": backbones,
+    "datasets": datasets,
+    "attacks": attacks,
+    "defenses": defenses,
+}
