@@ -1,0 +1,185 @@
+"""Train / query / database splits and the target labels of targeted attacks, drawn from one seed.
+
+The seed is split into two independent streams (``np.random.SeedSequence(seed).spawn(2)``):
+one draws the split, the other the target labels, so a dataset with a predefined split still
+gets seeded target labels, and the targets do not depend on how the split stream was consumed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..errors import ArtifactError, ConfigError, DataError
+from .base import HashDataset
+
+_INDEX_KEYS = ("train", "query", "database")
+_ROW_CHUNK = 1024  # queries per block in select_target_labels, to bound memory
+
+
+@dataclass(frozen=True, eq=False)
+class Split:
+    """Item indices of one split and one target label per query (for targeted attacks).
+
+    ``train``, ``query`` and ``database`` are sorted int64 item indices; ``query`` is disjoint from
+    ``database``.  A drawn split has ``train`` ⊂ ``database``; a dataset's predefined split keeps
+    its own train list, which some protocols keep disjoint from the database.
+    ``target_labels`` is (len(query), C) uint8, row ``i`` the target of ``query[i]``.
+    """
+
+    train: np.ndarray
+    query: np.ndarray
+    database: np.ndarray
+    target_labels: np.ndarray
+    seed: int
+
+    def __post_init__(self) -> None:
+        for key in _INDEX_KEYS:
+            arr = np.array(getattr(self, key), dtype=np.int64).reshape(-1)
+            object.__setattr__(self, key, arr)
+        targets = np.array(self.target_labels, dtype=np.uint8)
+        if targets.ndim != 2 or targets.shape[0] != len(self.query):
+            raise ValueError(f"target_labels must have shape (len(query)={len(self.query)}, C), got {targets.shape}")
+        object.__setattr__(self, "target_labels", targets)
+        object.__setattr__(self, "seed", int(self.seed))
+
+    def hash(self) -> str:
+        """sha256 (first 16 hex digits) of the index arrays and target labels; recorded in results."""
+        h = hashlib.sha256()
+        for key in _INDEX_KEYS:
+            arr = getattr(self, key)
+            h.update(f"{key}:{arr.shape}".encode())
+            h.update(arr.astype("<i8").tobytes())
+        h.update(f"target_labels:{self.target_labels.shape}".encode())
+        h.update(self.target_labels.tobytes())
+        return h.hexdigest()[:16]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Split):
+            return NotImplemented
+        keys = (*_INDEX_KEYS, "target_labels")
+        return self.seed == other.seed and all(np.array_equal(getattr(self, k), getattr(other, k)) for k in keys)
+
+    def __hash__(self) -> int:
+        return hash((self.hash(), self.seed))
+
+    def to_tensors(self) -> dict[str, torch.Tensor]:
+        """The arrays as int64 / uint8 tensors, e.g. for safetensors storage (the seed goes in metadata)."""
+        tensors = {key: torch.from_numpy(getattr(self, key).copy()) for key in _INDEX_KEYS}
+        tensors["target_labels"] = torch.from_numpy(self.target_labels.copy())
+        return tensors
+
+    @classmethod
+    def from_tensors(cls, tensors: Mapping[str, torch.Tensor], seed: int) -> Split:
+        """Inverse of :meth:`to_tensors`; ArtifactError if a tensor is missing or has the wrong dtype."""
+        expected = {**{k: torch.int64 for k in _INDEX_KEYS}, "target_labels": torch.uint8}
+        for key, dtype in expected.items():
+            if key not in tensors:
+                raise ArtifactError(f"split artifact lacks the tensor '{key}'")
+            if tensors[key].dtype != dtype:
+                raise ArtifactError(f"split artifact tensor '{key}' has dtype {tensors[key].dtype}, expected {dtype}")
+        try:
+            return cls(**{k: tensors[k].cpu().numpy() for k in expected}, seed=seed)
+        except ValueError as exc:
+            raise ArtifactError(f"split artifact is inconsistent: {exc}") from None
+
+
+def make_split(
+    dataset: HashDataset, *, num_query: int, num_train: int, seed: int, num_database: int | None = None
+) -> Split:
+    """The split of ``dataset`` for ``seed`` (deterministic), with one target label per query.
+
+    A dataset with a predefined split keeps it (the sizes are ignored).  Otherwise a seeded
+    permutation gives ``num_query`` queries, then the database (the rest, or its first
+    ``num_database``), and ``num_train`` training items drawn from the database.
+    """
+    split_rng, target_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    labels = dataset.labels
+    n = len(dataset)
+    predefined = dataset.predefined_split()
+    if predefined is not None:
+        train, query, database = (
+            np.sort(np.asarray(a, dtype=np.int64).reshape(-1))
+            for a in (predefined.train, predefined.query, predefined.database)
+        )
+        name = getattr(dataset, "name", "") or type(dataset).__name__
+        for key, arr in (("train", train), ("query", query), ("database", database)):
+            if len(arr) == 0:
+                raise DataError(f"dataset '{name}': its predefined {key} split is empty")
+            if arr[0] < 0 or arr[-1] >= n:
+                raise DataError(f"dataset '{name}': its predefined {key} split has indices outside [0, {n})")
+        if np.intersect1d(query, database).size:
+            raise DataError(
+                f"dataset '{name}': its predefined query and database splits overlap; they must be disjoint"
+            )
+    else:
+        train, query, database = _draw_split(n, num_query, num_train, num_database, split_rng)
+    targets, _ = select_target_labels(labels[query], labels[database], target_rng)
+    return Split(train=train, query=query, database=database, target_labels=targets, seed=seed)
+
+
+def _draw_split(
+    n: int, num_query: int, num_train: int, num_database: int | None, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    for key, value in (("num_query", num_query), ("num_train", num_train), ("num_database", num_database)):
+        if value is not None and value < 1:
+            raise ConfigError(f"split: '{key}' must be >= 1 (got {value})")
+    if num_query >= n:
+        raise ConfigError(
+            f"split: num_query ({num_query}) must be smaller than the dataset ({n} items) to leave a database"
+        )
+    available = n - num_query
+    db_size = available if num_database is None else num_database
+    if db_size > available:
+        raise ConfigError(
+            f"split: num_query ({num_query}) + num_database ({num_database}) exceed the dataset's {n} items"
+        )
+    if num_train > db_size:
+        raise ConfigError(
+            f"split: num_train ({num_train}) exceeds the database ({db_size} items = "
+            + ("num_database" if num_database is not None else f"{n} items - num_query {num_query}")
+            + "); training items are drawn from the database"
+        )
+    perm = rng.permutation(n).astype(np.int64)
+    query = perm[:num_query]
+    database = perm[num_query : num_query + db_size]
+    train = rng.choice(database, size=num_train, replace=False)
+    return np.sort(train), np.sort(query), np.sort(database)
+
+
+def select_target_labels(
+    query_labels: np.ndarray, database_labels: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, int]:
+    """One target label per query, and the number of queries that needed the fallback.
+
+    Candidates are the distinct non-zero label vectors of the database.  Each query gets one
+    drawn uniformly from the candidates that share no class with it; a query with none (e.g. one
+    that has every class) gets one of the candidates sharing the fewest classes, and is counted.
+    """
+    q = np.asarray(query_labels)
+    db = np.asarray(database_labels)
+    if q.ndim != 2 or db.ndim != 2 or q.shape[1] != db.shape[1]:
+        raise ValueError(f"label matrices must be 2-D with the same width, got {q.shape} and {db.shape}")
+    candidates = np.unique((db != 0).astype(np.uint8), axis=0)
+    candidates = candidates[candidates.any(axis=1)]
+    if len(candidates) == 0:
+        raise DataError("no database item has a label, so there is no target label for targeted attacks")
+    # One uniform draw per query up front: the choices do not depend on the chunking below.
+    draws = rng.random(len(q))
+    cand_f = candidates.T.astype(np.float32)
+    chosen = np.empty(len(q), dtype=np.int64)
+    fallbacks = 0
+    for start in range(0, len(q), _ROW_CHUNK):
+        stop = min(start + _ROW_CHUNK, len(q))
+        shared = (q[start:stop] != 0).astype(np.float32) @ cand_f  # exact: counts are small integers
+        fewest = shared.min(axis=1, keepdims=True)
+        fallbacks += int(np.count_nonzero(fewest[:, 0] > 0))
+        eligible = shared == fewest
+        count = eligible.sum(axis=1)
+        pick = np.minimum((draws[start:stop] * count).astype(np.int64), count - 1)  # rank among eligible
+        chosen[start:stop] = np.argmax(np.cumsum(eligible, axis=1, dtype=np.int32) > pick[:, None], axis=1)
+    return candidates[chosen].astype(np.uint8), fallbacks
