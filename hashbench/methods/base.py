@@ -1,0 +1,69 @@
+"""The hashing-method contract and the clean-training defaults every method shares."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from pydantic import Field
+
+from ..banks import CodeBank
+from ..params import Params
+from ..plugin import Plugin
+
+
+class TrainParams(Params):
+    """Clean training as in CgAT's ``hashing.py`` (spec §1.3): SGD, step decay ×0.1 every E/3 epochs."""
+
+    epochs: int = Field(100, gt=0)
+    batch_size: int = Field(64, gt=0)
+    lr: float = Field(0.01, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(5e-4, ge=0)
+    lr_decay: float = Field(0.1, gt=0, le=1)
+    lr_decay_every: float = Field(1 / 3, gt=0, le=1, description="fraction of the epochs between decays")
+    augment: bool = True
+
+
+class HashMethod(Plugin):
+    """Base class of hashing methods (entry-point group ``hashbench.methods``).
+
+    A method is a loss over the batch outputs ``u`` (already ``tanh``'ed), the batch labels
+    ``y`` and the batch's training positions ``idx``.  Methods that compare the batch with
+    the whole training set keep a :class:`CodeBank`, created in :meth:`setup`.  Defenses
+    reuse the same loss on clean outputs, so a defense works with every method.
+    """
+
+    kind: ClassVar[str] = "method"
+    uses_bank: ClassVar[bool] = False
+    Params: ClassVar[type[TrainParams]] = TrainParams
+
+    bank: CodeBank | None = None
+
+    def setup(self, num_train: int, bits: int, train_labels: torch.Tensor, device: torch.device | str) -> None:
+        """Prepare per-run state (memory banks) before the first epoch."""
+        self.bits = bits
+        self.bank = CodeBank(num_train, bits, train_labels, device) if self.uses_bank else None
+
+    def loss(self, u: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Hook run before each epoch (DSDH's discrete update uses it)."""
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """Tensors that belong to the trained model's artifact (e.g. CSQ's hash centres)."""
+        return {}
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Restore what :meth:`state_tensors` saved."""
+
+    def optimizer(self, parameters) -> torch.optim.Optimizer:
+        p = self.params
+        return torch.optim.SGD(parameters, lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay)
+
+    def lr_at_epoch(self, epoch: int) -> float:
+        """lr₀ · decay^⌊e / ⌊E·every⌋⌋, the step schedule of spec §1.3 (E=100: ×0.1 after 33 and 66)."""
+        p = self.params
+        period = max(1, int(p.epochs * p.lr_decay_every))
+        return p.lr * p.lr_decay ** (epoch // period)

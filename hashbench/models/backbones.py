@@ -1,0 +1,149 @@
+"""Backbone plugins: a feature extractor mapping [0, 1] images to a feature vector.
+
+``smallcnn`` is a fast four-convolution network for 32×32 images.  ``alexnet`` and ``vgg11``
+follow the CgAT code (spec §1.1): torchvision's convolutional ``features``, then fc6 and fc7
+with ImageNet weights kept; the new hash layer is added by :class:`HashModel`.  An adaptive
+average pool to the torchvision grid (6×6 / 7×7) sits between them: it is the identity at
+224×224 (as in the papers) and lets the same architecture run on smaller images.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+from pydantic import field_validator
+from torch import nn
+
+from ..errors import ConfigError, UserError
+from ..params import Params
+from ..plugin import Plugin
+
+
+class Backbone(Plugin):
+    """Base class of backbone plugins (entry-point group ``hashbench.backbones``)."""
+
+    kind: ClassVar[str] = "backbone"
+
+    def build(self, image_size: int) -> nn.Module:
+        """A module mapping normalised N×3×S×S images to N×F features; it has ``out_features``."""
+        raise NotImplementedError
+
+
+class _SmallCNNNet(nn.Module):
+    def __init__(self, width: int, out_features: int, image_size: int) -> None:
+        super().__init__()
+        w = width
+        self.features = nn.Sequential(
+            nn.Conv2d(3, w, 3, padding=1), nn.BatchNorm2d(w), nn.ReLU(inplace=True),
+            nn.Conv2d(w, w, 3, padding=1), nn.BatchNorm2d(w), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(w, 2 * w, 3, padding=1), nn.BatchNorm2d(2 * w), nn.ReLU(inplace=True),
+            nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.BatchNorm2d(2 * w), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.AdaptiveAvgPool2d(4),
+        )
+        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(2 * w * 16, out_features), nn.ReLU(inplace=True))
+        self.out_features = out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x))
+
+
+class SmallCNN(Backbone):
+    """Four 3×3 convolutions with batch norm and one fully connected layer; trained from scratch."""
+
+    name = "smallcnn"
+    description = "small 4-conv CNN for 32×32 images (fast CPU tests and demos)"
+    paper = "hashbench (not from a paper)"
+
+    class Params(Params):
+        width: int = 32
+        features: int = 256
+
+        @field_validator("width", "features")
+        @classmethod
+        def _positive(cls, v: int) -> int:
+            if v <= 0:
+                raise ValueError("must be positive")
+            return v
+
+    def build(self, image_size: int) -> nn.Module:
+        return _SmallCNNNet(self.params.width, self.params.features, image_size)
+
+
+class _TorchvisionNet(nn.Module):
+    """features → adaptive pool → flatten → fc6 → fc7 (dropout placed as torchvision does)."""
+
+    def __init__(self, features: nn.Module, pool: int, head: nn.Sequential) -> None:
+        super().__init__()
+        self.features = features
+        self.pool = nn.AdaptiveAvgPool2d(pool)
+        self.head = head
+        self.out_features = 4096
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.flatten(self.pool(self.features(x)), 1))
+
+
+class _ImageNetParams(Params):
+    #: "imagenet" (torchvision's weights: local cache or download), "none" (random init) or a path
+    #: to a torchvision state_dict file, loaded with ``weights_only=True``.
+    pretrained: str = "imagenet"
+
+
+def _load_imagenet_state(arch: str, pretrained: str, weights_enum) -> dict[str, torch.Tensor]:
+    if pretrained != "imagenet":
+        path = Path(pretrained).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"backbone {arch}: pretrained weights file {path} does not exist")
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise UserError(f"backbone {arch}: cannot read {path} as a state_dict ({exc})") from None
+    weights = weights_enum.IMAGENET1K_V1
+    try:
+        return weights.get_state_dict(progress=False)
+    except Exception as exc:
+        cache = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
+        raise UserError(
+            f"backbone {arch}: ImageNet weights are not cached at {cache} and could not be downloaded "
+            f"({type(exc).__name__}). Download {weights.url} there, or set `pretrained: /path/to/file.pth` "
+            "for the backbone, or run with --pretrained none to train from scratch."
+        ) from None
+
+
+class AlexNet(Backbone):
+    """torchvision AlexNet: conv features, Dropout → fc6 → ReLU → Dropout → fc7 → ReLU."""
+
+    name = "alexnet"
+    description = "AlexNet (torchvision) with fc6–fc7, ImageNet weights; CgAT's FLICKR-25K backbone"
+    paper = "Krizhevsky et al., NeurIPS 2012; used as in Wang et al., CgAT, WWW 2023"
+    Params = _ImageNetParams
+
+    def build(self, image_size: int) -> nn.Module:
+        from torchvision.models import AlexNet_Weights, alexnet
+
+        tv = alexnet(weights=None)
+        if self.params.pretrained != "none":
+            tv.load_state_dict(_load_imagenet_state("alexnet", self.params.pretrained, AlexNet_Weights))
+        c = tv.classifier  # Dropout, fc6, ReLU, Dropout, fc7, ReLU, fc8
+        return _TorchvisionNet(tv.features, 6, nn.Sequential(c[0], c[1], c[2], c[3], c[4], c[5]))
+
+
+class VGG11(Backbone):
+    """torchvision VGG11 (no BN): conv features, fc6 → ReLU → Dropout → fc7 → ReLU → Dropout."""
+
+    name = "vgg11"
+    description = "VGG11 (torchvision, no BN) with fc6–fc7, ImageNet weights; CgAT's NUS-WIDE/MS-COCO backbone"
+    paper = "Simonyan & Zisserman, ICLR 2015; used as in Wang et al., CgAT, WWW 2023"
+    Params = _ImageNetParams
+
+    def build(self, image_size: int) -> nn.Module:
+        from torchvision.models import VGG11_Weights, vgg11
+
+        tv = vgg11(weights=None)
+        if self.params.pretrained != "none":
+            tv.load_state_dict(_load_imagenet_state("vgg11", self.params.pretrained, VGG11_Weights))
+        c = tv.classifier  # fc6, ReLU, Dropout, fc7, ReLU, Dropout, fc8
+        return _TorchvisionNet(tv.features, 7, nn.Sequential(c[0], c[1], c[2], c[3], c[4], c[5]))
