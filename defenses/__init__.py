@@ -1,0 +1,1 @@
+"""Built-in defense plugins, one file each, registered through the ``hashbench.defenses`` entry points."""

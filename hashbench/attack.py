@@ -1,0 +1,67 @@
+"""The attack contract: what an attack plugin gets, and what it must return."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from .params import Params
+from .plugin import Plugin
+
+
+class AttackParams(Params):
+    """Settings every attack has: the L∞ budget in pixel units and the query batch size."""
+
+    epsilon: float = Field(8 / 255, ge=0, description="L∞ budget on [0, 1] images")
+    batch_size: int = Field(128, gt=0)
+
+
+@dataclass
+class AttackContext:
+    """What the harness hands an attack: the attacked model's codes and a seeded generator.
+
+    Codes are float tensors in ±1 on ``device``; labels are float multi-hot.  ``state`` is what
+    :meth:`Attack.prepare` returned (tensors only, so it can be stored without pickling).
+    """
+
+    db_codes: torch.Tensor
+    db_labels: torch.Tensor
+    train_codes: torch.Tensor
+    train_labels: torch.Tensor
+    epsilon: float
+    device: torch.device
+    generator: torch.Generator
+    state: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class Attack(Plugin):
+    """Base class of attacks (entry-point group ``hashbench.attacks``).
+
+    ``targeted`` attacks receive one target label per query (shared by every targeted
+    attack of a split).  ``bounded`` attacks promise ``x_adv`` within ε of ``x``; the
+    harness checks every batch either way and reports the measured perturbation.
+    Attacks never compute metrics.
+    """
+
+    kind: ClassVar[str] = "attack"
+    targeted: ClassVar[bool] = False
+    bounded: ClassVar[bool] = True
+    Params: ClassVar[type[AttackParams]] = AttackParams
+
+    def prepare(self, model: nn.Module, ctx: AttackContext) -> dict[str, torch.Tensor] | None:
+        """Per-model preparation (train a generator, a prototype net…); ``None`` if not needed."""
+        return None
+
+    def perturb(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None, ctx: AttackContext
+    ) -> torch.Tensor:
+        """Adversarial versions of the query batch ``x`` (labels ``y``, target labels ``target``)."""
+        raise NotImplementedError
+
+    @classmethod
+    def has_prepare(cls) -> bool:
+        return cls.prepare is not Attack.prepare
