@@ -1,0 +1,294 @@
+"""What each stage computes.  Every function takes the run context and a planned stage and
+returns the artifact to store; inputs are fetched through ``ctx.artifact``."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from . import registries
+from .attack import AttackContext
+from .codes import to_binary
+from .data.base import HashDataset
+from .data.splits import Split, make_split
+from .defense import DefenseContext
+from .errors import PluginError
+from .metrics import map_at_k, pr_curve, precision_at_n
+from .models.hash_model import HashModel
+from .plan import Stage
+from .progress import Reporter
+from .store import Artifact
+from .training import TrainData, run_epochs
+
+ENCODE_BATCH = 256
+EXAMPLES = 4
+#: slack for float rounding when checking that an attack stayed inside its ε-ball
+BUDGET_TOLERANCE = 1e-5
+
+
+@dataclass
+class StageContext:
+    """Shared by the stage functions of one run: device, progress, loaded datasets and artifacts."""
+
+    device: torch.device
+    reporter: Reporter
+    artifact: Callable[[Stage], Artifact]
+    datasets: dict[str, HashDataset] = field(default_factory=dict)
+
+    def dataset(self, spec: dict[str, Any]) -> HashDataset:
+        name = spec["name"]
+        if name not in self.datasets:
+            type_name = spec.get("type") or name
+            self.datasets[name] = registries.datasets.create(type_name, spec["params"])
+        return self.datasets[name]
+
+
+def _seeded(seed: int) -> torch.Generator:
+    torch.manual_seed(seed)  # dropout and initialisation draw from the global generator
+    return torch.Generator().manual_seed(seed)
+
+
+def _split_of(ctx: StageContext, split_stage: Stage) -> tuple[HashDataset, Split]:
+    art = ctx.artifact(split_stage)
+    return ctx.dataset(split_stage.spec["dataset"]), Split.from_tensors(art.tensors, art.meta["seed"])
+
+
+def _labels(dataset: HashDataset, indices: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.as_tensor(dataset.labels[indices], dtype=torch.float32, device=device)
+
+
+def build_model(train_spec: dict[str, Any], image_size: int, *, pretrained: bool = True) -> HashModel:
+    """The hash model of a train stage's spec; ``pretrained=False`` skips loading ImageNet weights
+    (used when the stored weights are loaded right after)."""
+    backbone = train_spec["backbone"]
+    params = dict(backbone["params"])
+    if not pretrained and "pretrained" in params:
+        params["pretrained"] = "none"
+    net = registries.backbones.create(backbone["name"], params).build(image_size)
+    return HashModel(net, train_spec["bits"])
+
+
+def load_model(ctx: StageContext, model_stage: Stage) -> HashModel:
+    """Rebuild a trained (or defended) model from its artifact, in eval mode on the device."""
+    art = ctx.artifact(model_stage)
+    model = build_model(art.meta["model_spec"], art.meta["image_size"], pretrained=False)
+    state = {k[len("model."):]: v for k, v in art.tensors.items() if k.startswith("model.")}
+    model.load_state_dict(state)
+    return model.to(ctx.device).eval()
+
+
+def _model_artifact(model: HashModel, method, meta: dict[str, Any]) -> Artifact:
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors.update({f"method.{k}": v for k, v in method.state_tensors().items()})
+    return Artifact(tensors, meta)
+
+
+# --- stages ---------------------------------------------------------------------------
+
+def run_split(ctx: StageContext, stage: Stage) -> Artifact:
+    dataset = ctx.dataset(stage.spec["dataset"])
+    sizes = stage.spec["split"]
+    split = make_split(dataset, num_query=sizes["num_query"], num_train=sizes["num_train"],
+                       num_database=sizes.get("num_database"), seed=stage.spec["seed"])
+    meta = {"seed": split.seed, "hash": split.hash(), "sizes": {
+        "train": len(split.train), "query": len(split.query), "database": len(split.database)}}
+    return Artifact(split.to_tensors(), meta)
+
+
+def run_train(ctx: StageContext, stage: Stage) -> Artifact:
+    spec = stage.spec
+    generator = _seeded(spec["seed"])
+    dataset, split = _split_of(ctx, stage.inputs["split"])
+    model = build_model(spec, dataset.image_size).to(ctx.device)
+    method = registries.methods.create(spec["method"]["name"], spec["method"]["params"])
+    data = TrainData(dataset, split.train, _labels(dataset, split.train, ctx.device))
+    method.setup(len(data), spec["bits"], data.labels, ctx.device)
+    optimizer = method.optimizer(model.parameters())
+    p = method.params
+
+    def before_epoch(epoch: int) -> None:
+        for group in optimizer.param_groups:
+            group["lr"] = method.lr_at_epoch(epoch)
+        method.on_epoch_start(epoch)
+
+    def step(x: torch.Tensor, y: torch.Tensor, pos: torch.Tensor) -> dict[str, torch.Tensor]:
+        model.train()
+        loss = method.loss(model(x), y, pos)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return {"loss": loss.detach()}
+
+    start = time.perf_counter()
+    history = run_epochs(data, step, epochs=p.epochs, batch_size=p.batch_size, augment=p.augment,
+                         generator=generator, device=ctx.device, before_epoch=before_epoch,
+                         reporter=ctx.reporter, description=f"train {spec['method']['name']}")
+    model.eval()
+    meta = {"model_spec": {k: spec[k] for k in ("backbone", "bits")}, "image_size": dataset.image_size,
+            "history": history, "wall_s": time.perf_counter() - start}
+    return _model_artifact(model, method, meta)
+
+
+def run_defend(ctx: StageContext, stage: Stage) -> Artifact:
+    spec = stage.spec
+    generator = _seeded(spec["seed"])
+    dataset, split = _split_of(ctx, stage.inputs["split"])
+    clean = ctx.artifact(stage.inputs["model"])
+    model = load_model(ctx, stage.inputs["model"])
+    method = registries.methods.create(spec["method"]["name"], spec["method"]["params"])
+    method.load_state_tensors({k[len("method."):]: v for k, v in clean.tensors.items() if k.startswith("method.")})
+    defense = registries.defenses.create(spec["defense"]["name"], spec["defense"]["params"])
+    data = TrainData(dataset, split.train, _labels(dataset, split.train, ctx.device))
+    start = time.perf_counter()
+    model, log = defense.fit(model, method, data, DefenseContext(ctx.device, generator, ctx.reporter))
+    model.eval()
+    meta = {**{k: clean.meta[k] for k in ("model_spec", "image_size")}, "log": log,
+            "wall_s": time.perf_counter() - start}
+    return _model_artifact(model, method, meta)
+
+
+@torch.no_grad()
+def encode_images(model: HashModel, dataset: HashDataset, indices: np.ndarray, device: torch.device,
+                  advance: Callable[[int], None] = lambda n: None) -> torch.Tensor:
+    """int8 ±1 codes of dataset items (eval mode, no augmentation)."""
+    model.eval()
+    codes = []
+    for start in range(0, len(indices), ENCODE_BATCH):
+        batch = indices[start : start + ENCODE_BATCH]
+        codes.append(to_binary(model(dataset.images(batch).to(device))).cpu())
+        advance(len(batch))
+    return torch.cat(codes) if codes else torch.zeros(0, model.bits, dtype=torch.int8)
+
+
+def run_encode(ctx: StageContext, stage: Stage) -> Artifact:
+    dataset, split = _split_of(ctx, stage.inputs["split"])
+    model = load_model(ctx, stage.inputs["model"])
+    start = time.perf_counter()
+    total = len(split.database) + len(split.train) + len(split.query)
+    with ctx.reporter.task("encode", total) as advance:
+        tensors = {name: encode_images(model, dataset, getattr(split, name), ctx.device, advance)
+                   for name in ("database", "train", "query")}
+    return Artifact(tensors, {"wall_s": time.perf_counter() - start})
+
+
+def _attack_context(ctx: StageContext, stage: Stage, attack, generator: torch.Generator) -> AttackContext:
+    dataset, split = _split_of(ctx, stage.inputs["split"])
+    codes = ctx.artifact(stage.inputs["encode"]).tensors
+    state = ctx.artifact(stage.inputs["prepare"]).tensors if "prepare" in stage.inputs else {}
+    return AttackContext(
+        db_codes=codes["database"].float().to(ctx.device),
+        db_labels=_labels(dataset, split.database, ctx.device),
+        train_codes=codes["train"].float().to(ctx.device),
+        train_labels=_labels(dataset, split.train, ctx.device),
+        epsilon=attack.params.epsilon, device=ctx.device, generator=generator, state=dict(state),
+    )
+
+
+def run_prepare(ctx: StageContext, stage: Stage) -> Artifact:
+    spec = stage.spec
+    generator = _seeded(spec["seed"])
+    attack = registries.attacks.create(spec["attack"]["name"], spec["attack"]["params"])
+    model = load_model(ctx, stage.inputs["model"])
+    for p in model.parameters():
+        p.requires_grad_(False)
+    start = time.perf_counter()
+    state = attack.prepare(model, _attack_context(ctx, stage, attack, generator)) or {}
+    return Artifact(state, {"wall_s": time.perf_counter() - start})
+
+
+def _check_batch(name: str, origin: list[str], bounded: bool, x: torch.Tensor, x_adv: Any, epsilon: float) -> None:
+    who = f"attack '{name}' ({origin[0]} {origin[1]})"
+    if not isinstance(x_adv, torch.Tensor) or x_adv.shape != x.shape:
+        shape = tuple(x_adv.shape) if isinstance(x_adv, torch.Tensor) else type(x_adv).__name__
+        raise PluginError(f"{who} returned {shape} for a batch of shape {tuple(x.shape)}")
+    if not torch.isfinite(x_adv).all():
+        raise PluginError(f"{who} returned non-finite values")
+    lo, hi = float(x_adv.min()), float(x_adv.max())
+    if lo < -BUDGET_TOLERANCE or hi > 1 + BUDGET_TOLERANCE:
+        raise PluginError(f"{who} returned values in [{lo:.4f}, {hi:.4f}], outside [0, 1]")
+    linf = float((x_adv - x).abs().max())
+    if bounded and linf > epsilon + BUDGET_TOLERANCE:
+        raise PluginError(f"{who} exceeded its budget: L∞ {linf:.5f} > ε {epsilon:.5f}")
+
+
+def run_attack(ctx: StageContext, stage: Stage) -> Artifact:
+    spec = stage.spec
+    generator = _seeded(spec["seed"])
+    name = spec["attack"]["name"]
+    attack = registries.attacks.create(name, spec["attack"]["params"])
+    dataset, split = _split_of(ctx, stage.inputs["split"])
+    model = load_model(ctx, stage.inputs["model"])
+    for p in model.parameters():
+        p.requires_grad_(False)
+    actx = _attack_context(ctx, stage, attack, generator)
+    query_labels = _labels(dataset, split.query, ctx.device)
+    targets = torch.as_tensor(split.target_labels, dtype=torch.float32, device=ctx.device)
+    batch_size = attack.params.batch_size
+    codes, linf, l2, mse, examples = [], [], [], [], {}
+    start = time.perf_counter()
+    with ctx.reporter.task(f"attack {name}", len(split.query)) as advance:
+        for lo in range(0, len(split.query), batch_size):
+            sl = slice(lo, lo + batch_size)
+            x = dataset.images(split.query[sl]).to(ctx.device)
+            target = targets[sl] if attack.targeted else None
+            x_adv = attack.perturb(model, x, query_labels[sl], target, actx)
+            _check_batch(name, spec["attack"]["origin"], attack.bounded, x, x_adv, attack.params.epsilon)
+            x_adv = x_adv.detach().clamp(0, 1)
+            with torch.no_grad():
+                codes.append(to_binary(model(x_adv)).cpu())
+            delta = (x_adv - x).flatten(1)
+            linf.append(delta.abs().amax(1).cpu())
+            l2.append(delta.norm(dim=1).cpu())
+            mse.append(delta.pow(2).mean(1).cpu())
+            if lo == 0:
+                examples = {"examples_clean": (x[:EXAMPLES] * 255).round().to(torch.uint8).cpu(),
+                            "examples_adv": (x_adv[:EXAMPLES] * 255).round().to(torch.uint8).cpu()}
+            advance(x.shape[0])
+    tensors = {"query_codes": torch.cat(codes), "linf": torch.cat(linf), "l2": torch.cat(l2),
+               "mse": torch.cat(mse), **examples}
+    meta = {"wall_s": time.perf_counter() - start, "targeted": attack.targeted, "bounded": attack.bounded,
+            "epsilon": attack.params.epsilon}
+    return Artifact(tensors, meta)
+
+
+def _finite_or_none(values) -> list[float | None]:
+    return [float(v) if math.isfinite(float(v)) else None for v in values]
+
+
+def run_evaluate(ctx: StageContext, stage: Stage) -> Artifact:
+    spec = stage.spec
+    dataset, split = _split_of(ctx, stage.inputs["split"])
+    encoded = ctx.artifact(stage.inputs["encode"]).tensors
+    db_codes = encoded["database"]
+    if spec["attack"] is None:
+        query_codes = encoded["query"]
+    else:
+        query_codes = ctx.artifact(stage.inputs["codes"]).tensors["query_codes"]
+    query_labels, db_labels = dataset.labels[split.query], dataset.labels[split.database]
+    topk = spec["map_topk"]
+    start = time.perf_counter()
+    metrics: dict[str, Any] = {
+        "map": map_at_k(query_codes, db_codes, query_labels, db_labels, topk=topk),
+        "t_map": None,
+        "map_topk": topk,
+        "num_queries": len(split.query),
+        "num_database": len(split.database),
+    }
+    if spec["attack"] is not None and spec["attack"]["targeted"]:
+        metrics["t_map"] = map_at_k(query_codes, db_codes, split.target_labels, db_labels, topk=topk)
+    recall, precision = pr_curve(query_codes, db_codes, query_labels, db_labels)
+    metrics["pr_curve"] = {"recall": _finite_or_none(recall), "precision": _finite_or_none(precision)}
+    ns = [n for n in spec["pn"] if n <= len(split.database)] or [len(split.database)]
+    metrics["p_at_n"] = {"n": ns, "precision": _finite_or_none(precision_at_n(query_codes, db_codes, query_labels, db_labels, ns))}
+    return Artifact({}, {"metrics": metrics, "wall_s": time.perf_counter() - start})
+
+
+EXECUTORS: dict[str, Callable[[StageContext, Stage], Artifact]] = {
+    "split": run_split, "train": run_train, "defend": run_defend, "encode": run_encode,
+    "prepare": run_prepare, "attack": run_attack, "evaluate": run_evaluate,
+}

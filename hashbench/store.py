@@ -1,0 +1,159 @@
+"""Content-addressed artifact store: safetensors + JSON, atomic writes, verified reads.
+
+An artifact is a folder ``<root>/<stage>/<key[:2]>/<key>/`` with ``tensors.safetensors``,
+``meta.json`` and ``manifest.json`` (format version and the sha256 of both files).  It is
+written into a temporary sibling folder, fsynced, then renamed into place, so a reader sees
+either nothing or a complete artifact.  Reads verify the checksums; nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .errors import ArtifactError
+
+#: Bump when the layout or meaning of stored artifacts changes; part of every key.
+FORMAT_VERSION = 1
+
+_TENSORS = "tensors.safetensors"
+_META = "meta.json"
+_MANIFEST = "manifest.json"
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+def artifact_key(stage: str, spec: dict[str, Any]) -> str:
+    """sha256 of the stage name, its fully resolved spec (params, input keys, plugin origins) and the format version."""
+    return hashlib.sha256(canonical_json({"stage": stage, "format": FORMAT_VERSION, "spec": spec}).encode()).hexdigest()
+
+
+@dataclass
+class Artifact:
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class CorruptArtifact(ArtifactError):
+    """Checksum mismatch or unreadable file: the stage is recomputed."""
+
+
+class NewerFormat(ArtifactError):
+    """Written by a newer hashbench: refused, never guessed at."""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class ArtifactStore:
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def path(self, stage: str, key: str) -> Path:
+        return self.root / stage / key[:2] / key
+
+    def exists(self, stage: str, key: str) -> bool:
+        return (self.path(stage, key) / _MANIFEST).exists()
+
+    def load(self, stage: str, key: str) -> Artifact:
+        """Read and verify an artifact; raises CorruptArtifact or NewerFormat."""
+        folder = self.path(stage, key)
+        try:
+            manifest = json.loads((folder / _MANIFEST).read_text())
+        except (OSError, ValueError) as exc:
+            raise CorruptArtifact(f"{folder}: unreadable manifest ({exc})") from None
+        version = manifest.get("format")
+        if not isinstance(version, int):
+            raise CorruptArtifact(f"{folder}: manifest has no format version")
+        if version > FORMAT_VERSION:
+            raise NewerFormat(
+                f"{folder} was written by a newer hashbench (artifact format {version}, this one reads "
+                f"{FORMAT_VERSION}); upgrade hashbench or use another results folder"
+            )
+        for name, digest in manifest.get("sha256", {}).items():
+            file = folder / name
+            if not file.exists() or _sha256(file) != digest:
+                raise CorruptArtifact(f"{file}: checksum mismatch (truncated or modified)")
+        try:
+            tensors = load_file(folder / _TENSORS) if (folder / _TENSORS).exists() else {}
+            meta = json.loads((folder / _META).read_text())
+        except Exception as exc:
+            raise CorruptArtifact(f"{folder}: cannot decode ({exc})") from None
+        return Artifact(tensors, meta)
+
+    def load_verified(self, stage: str, key: str) -> Artifact | None:
+        """The artifact if present and intact; ``None`` (after a warning and removal) if corrupt."""
+        if not self.exists(stage, key):
+            return None
+        try:
+            return self.load(stage, key)
+        except CorruptArtifact as exc:
+            warnings.warn(f"{exc}; recomputing the {stage} stage", stacklevel=2)
+            self.remove(stage, key)
+            return None
+
+    def save(self, stage: str, key: str, artifact: Artifact) -> Path:
+        """Write atomically; if another writer got there first, keep theirs."""
+        final = self.path(stage, key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=final.parent))
+        try:
+            files = {}
+            if artifact.tensors:
+                tensors = {k: v.detach().cpu().contiguous() for k, v in artifact.tensors.items()}
+                save_file(tensors, str(tmp / _TENSORS))
+                files[_TENSORS] = tmp / _TENSORS
+            (tmp / _META).write_text(canonical_json(artifact.meta))
+            files[_META] = tmp / _META
+            manifest = {"format": FORMAT_VERSION, "stage": stage, "key": key,
+                        "sha256": {name: _sha256(p) for name, p in files.items()}}
+            (tmp / _MANIFEST).write_text(canonical_json(manifest))
+            for p in list(files.values()) + [tmp / _MANIFEST]:
+                with open(p, "rb") as f:
+                    os.fsync(f.fileno())
+            _fsync_dir(tmp)
+            try:
+                os.rename(tmp, final)
+            except OSError:
+                if not self.exists(stage, key):
+                    # a corrupt leftover without a manifest: replace it
+                    shutil.rmtree(final, ignore_errors=True)
+                    os.rename(tmp, final)
+            _fsync_dir(final.parent)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        return final
+
+    def remove(self, stage: str, key: str) -> None:
+        shutil.rmtree(self.path(stage, key), ignore_errors=True)
