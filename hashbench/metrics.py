@@ -1,0 +1,348 @@
+"""Retrieval metrics for binary hash codes: MAP@k, precision@N and precision-recall curves.
+
+Conventions shared by every function:
+
+* Codes are ``±1`` matrices (queries ``Q×K``, database ``N×K``); labels are multi-hot
+  ``0/1`` matrices (``Q×C`` and ``N×C``). NumPy arrays and torch tensors of any integer,
+  float or bool dtype are accepted; computation happens on the CPU.
+* Database item ``j`` is relevant to query ``q`` iff the two share at least one label,
+  i.e. ``y_q · l_j > 0``.
+* The ranking orders the database by ascending Hamming distance
+  ``d = (K − b_q·b_j) / 2`` and breaks ties by ascending database index, so results are
+  exact and deterministic (no dependence on an unstable sort).
+
+t-MAP (the targeted-attack metric) is :func:`map_at_k` called with the *target* label
+vectors in place of the query labels; :data:`t_map` is provided as an alias.
+
+Algorithm. Codes and labels are bit-packed into uint64 words, so a distance is
+``popcount(q XOR b)`` and relevance is ``(y AND l) != 0``. Each (query, item) pair
+becomes one integer key ``d·2N + 2j + rel``. Keys are unique because of the index
+``j``, so sorting them yields exactly the (distance, index) ranking, and the relevance
+bit travels inside the key, so no permutation has to be gathered afterwards. Only the
+first ``depth`` ranks are needed (``topk`` for MAP@k, ``max(ns)`` for P@N), and a
+linear-time partition isolates them before the sort. Queries are processed in blocks
+by ``torch.get_num_threads()`` threads (NumPy releases the GIL); each block is reduced
+to per-query numbers inside its thread, so memory stays at about 25 bytes per pair in
+flight (``max_elements`` pairs at most), and results do not depend on the block size.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Sequence, TypeVar
+
+import numpy as np
+import torch
+
+__all__ = ["map_at_k", "t_map", "precision_at_n", "pr_curve", "DEFAULT_MAX_ELEMENTS"]
+
+#: Default bound on the (query, database item) pairs held in memory at once.
+DEFAULT_MAX_ELEMENTS = 2**22
+
+# Keys are int32 while their maximum, below 2N(K+1), stays under this bound.
+_INT32_KEY_LIMIT = 2**31
+
+# Pairs per step when building keys: the temporaries stay in cache and are reused,
+# instead of page-faulting fresh allocations as large as the whole block.
+_STEP_ELEMENTS = 2**17
+
+# Relative slack when computing floor(r·T): e.g. 0.29 * 100 == 28.999999999999996.
+_FLOOR_RTOL = 1e-9
+
+_BYTE_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+
+_T = TypeVar("_T")
+
+
+# ---------------------------------------------------------------------------
+# Input handling
+
+
+def _as_float_array(x: Any, name: str) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        t = x.detach().cpu()
+        if t.is_floating_point() and t.dtype not in (torch.float32, torch.float64):
+            t = t.float()  # e.g. bfloat16, which NumPy cannot hold
+        x = t.numpy()
+    a = np.asarray(x)
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D matrix, got shape {a.shape}")
+    if not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_) or np.iscomplexobj(a):
+        raise ValueError(f"{name} must be real-valued, got dtype {a.dtype}")
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def _prepare(
+    query_codes: Any, db_codes: Any, query_labels: Any, db_labels: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Convert to float32 arrays and validate shapes and values."""
+    qb = _as_float_array(query_codes, "query_codes")
+    db = _as_float_array(db_codes, "db_codes")
+    ql = _as_float_array(query_labels, "query_labels")
+    dl = _as_float_array(db_labels, "db_labels")
+    if qb.shape[1] != db.shape[1]:
+        raise ValueError(
+            f"code length mismatch: query_codes has shape {qb.shape}, "
+            f"db_codes has shape {db.shape} (K must agree)"
+        )
+    if qb.shape[0] != ql.shape[0]:
+        raise ValueError(
+            f"row mismatch: query_codes has shape {qb.shape}, "
+            f"query_labels has shape {ql.shape} (Q must agree)"
+        )
+    if db.shape[0] != dl.shape[0]:
+        raise ValueError(
+            f"row mismatch: db_codes has shape {db.shape}, "
+            f"db_labels has shape {dl.shape} (N must agree)"
+        )
+    if ql.shape[1] != dl.shape[1]:
+        raise ValueError(
+            f"class count mismatch: query_labels has shape {ql.shape}, "
+            f"db_labels has shape {dl.shape} (C must agree)"
+        )
+    if qb.shape[0] == 0 or db.shape[0] == 0 or qb.shape[1] == 0:
+        raise ValueError(f"empty input: query_codes {qb.shape}, db_codes {db.shape}")
+    for name, a in (("query_codes", qb), ("db_codes", db)):
+        bad = np.abs(a) != 1
+        if bad.any():
+            raise ValueError(f"{name} must contain only -1 and +1, found {a[bad][0]!r}")
+    for name, a in (("query_labels", ql), ("db_labels", dl)):
+        if ((a != 0) & (a != 1)).any():
+            raise ValueError(f"{name} must be multi-hot with values 0/1")
+    return qb, db, ql, dl
+
+
+def _check_positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+# ---------------------------------------------------------------------------
+# Ranking
+
+
+def _pack_bits(mask: np.ndarray) -> np.ndarray:
+    """Pack a (rows × bits) boolean matrix into (rows × words) uint64, zero-padded."""
+    packed = np.packbits(mask, axis=1, bitorder="little")
+    pad = -packed.shape[1] % 8
+    if pad:
+        packed = np.pad(packed, ((0, 0), (0, pad)))
+    return np.ascontiguousarray(packed).view(np.uint64)
+
+
+def _popcount(words: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Per-element bit count of a uint64 array, written to the uint8 array ``out``."""
+    if hasattr(np, "bitwise_count"):  # NumPy >= 2.0
+        return np.bitwise_count(words, out=out)
+    as_bytes = _BYTE_POPCOUNT[np.ascontiguousarray(words).view(np.uint8)]
+    return as_bytes.reshape(*words.shape, 8).sum(axis=-1, dtype=np.uint8, out=out)
+
+
+class _Ranker:
+    """Packed database plus the machinery to rank blocks of queries against it."""
+
+    def __init__(
+        self, qb: np.ndarray, db: np.ndarray, ql: np.ndarray, dl: np.ndarray, depth: int
+    ) -> None:
+        n_db, k_bits = db.shape
+        key_dtype = np.int32 if 2 * n_db * (k_bits + 1) < _INT32_KEY_LIMIT else np.int64
+        self.offsets = np.arange(0, 2 * n_db, 2, dtype=key_dtype)
+        self.depth = depth
+        self.q_words, self.q_labels = _pack_bits(qb > 0), _pack_bits(ql != 0)
+        db_words, dl_words = _pack_bits(db > 0), _pack_bits(dl != 0)
+        # One contiguous array per word, so each XOR/AND streams a single column.
+        self.db_words = [np.ascontiguousarray(db_words[:, w]) for w in range(db_words.shape[1])]
+        self.db_labels = [np.ascontiguousarray(dl_words[:, w]) for w in range(dl_words.shape[1])]
+
+    def relevance(self, start: int, stop: int) -> np.ndarray:
+        """Relevance (bool, rows × depth) along the ranking of queries ``start:stop``."""
+        n_db = len(self.offsets)
+        n_rows = stop - start
+        keys = np.empty((n_rows, n_db), dtype=self.offsets.dtype)
+        step = max(1, _STEP_ELEMENTS // n_db)
+        scratch = np.empty((min(step, n_rows), n_db), dtype=np.uint64)
+        counts = np.empty(scratch.shape, dtype=np.uint8)
+        hits = np.empty(scratch.shape, dtype=bool)
+        for a in range(0, n_rows, step):
+            b = min(a + step, n_rows)
+            out, x, pc, rel = keys[a:b], scratch[: b - a], counts[: b - a], hits[: b - a]
+            q_words = self.q_words[start + a : start + b]
+            q_labels = self.q_labels[start + a : start + b]
+            # key = d·2N + 2j + rel with the Hamming distance d = popcount(q XOR b).
+            for w, column in enumerate(self.db_words):
+                _popcount(np.bitwise_xor(q_words[:, w, None], column[None, :], out=x), out=pc)
+                if w == 0:
+                    np.multiply(pc, 2 * n_db, out=out, dtype=out.dtype)
+                else:
+                    out += np.multiply(pc, 2 * n_db, dtype=out.dtype)
+            out += self.offsets
+            for w, column in enumerate(self.db_labels):
+                np.bitwise_and(q_labels[:, w, None], column[None, :], out=x)
+                if w == 0:
+                    np.not_equal(x, 0, out=rel)
+                else:
+                    rel |= x != 0
+            out += rel
+        if self.depth < n_db:
+            keys.partition(self.depth - 1, axis=1)
+            keys = keys[:, : self.depth]
+        keys.sort(axis=1)
+        keys &= 1
+        return keys.astype(bool)
+
+
+def _per_query(
+    qb: np.ndarray,
+    db: np.ndarray,
+    ql: np.ndarray,
+    dl: np.ndarray,
+    depth: int,
+    max_elements: int,
+    reduce: Callable[[np.ndarray], _T],
+) -> list[_T]:
+    """Rank every query and apply ``reduce`` to each block's relevance matrix.
+
+    Returns the per-block results in query order. At most ``max_elements`` pairs are
+    ranked at once, split over the worker threads.
+    """
+    max_elements = _check_positive_int(max_elements, "max_elements")
+    ranker = _Ranker(qb, db, ql, dl, depth)
+    n_query, n_db = qb.shape[0], db.shape[0]
+    workers = max(1, min(torch.get_num_threads(), n_query))
+    rows = max(1, min(max_elements // (n_db * workers), -(-n_query // workers)))
+    spans = [(a, min(a + rows, n_query)) for a in range(0, n_query, rows)]
+    if workers == 1 or len(spans) == 1:
+        return [reduce(ranker.relevance(a, b)) for a, b in spans]
+    # Only `workers` blocks run at a time and each is reduced to small per-query
+    # results before its memory is released, so submitting them all is safe.
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(lambda span: reduce(ranker.relevance(*span)), spans))
+
+
+def _relevant_positions(rel: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Locate the relevant entries of a (rows × depth) relevance matrix.
+
+    Returns, in row-major order over relevant entries, their row ids and 1-based ranks,
+    plus each row's number of relevant entries and its offset into those arrays.
+    """
+    n_rows, depth = rel.shape
+    counts = np.count_nonzero(rel, axis=1)
+    starts = np.cumsum(counts) - counts
+    flat = np.flatnonzero(rel)  # several times faster than 2-D nonzero
+    row_ids = np.repeat(np.arange(n_rows), counts)
+    ranks = flat - row_ids * depth + 1
+    return row_ids, ranks, counts, starts
+
+
+# ---------------------------------------------------------------------------
+# Metrics
+
+
+def _average_precision(rel: np.ndarray) -> np.ndarray:
+    row_ids, ranks, counts, starts = _relevant_positions(rel)
+    r = np.arange(1, row_ids.size + 1) - starts[row_ids]  # r-th relevant item of its row
+    ap_sum = np.bincount(row_ids, weights=r / ranks, minlength=rel.shape[0])
+    return ap_sum / np.maximum(counts, 1)
+
+
+def map_at_k(
+    query_codes: Any,
+    db_codes: Any,
+    query_labels: Any,
+    db_labels: Any,
+    topk: int | None = None,
+    *,
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
+) -> float:
+    """Mean average precision over the top ``topk`` ranks (HashNet definition).
+
+    Per query, with ``R_k`` relevant items among the first ``k`` ranks and ``pos_r`` the
+    rank of the r-th of them, ``AP = (1/R_k) Σ_r r / pos_r``; a query with ``R_k = 0``
+    scores 0 and still counts in the mean. ``topk=None`` or ``topk ≥ N`` uses the whole
+    database. ``max_elements`` caps the (query, item) pairs held in memory at once.
+    """
+    qb, db, ql, dl = _prepare(query_codes, db_codes, query_labels, db_labels)
+    if topk is not None:
+        topk = _check_positive_int(topk, "topk")
+    depth = db.shape[0] if topk is None else min(topk, db.shape[0])
+    parts = _per_query(qb, db, ql, dl, depth, max_elements, _average_precision)
+    return float(np.concatenate(parts).mean())
+
+
+#: t-MAP: :func:`map_at_k` with the attack's target labels passed as ``query_labels``.
+t_map = map_at_k
+
+
+def precision_at_n(
+    query_codes: Any,
+    db_codes: Any,
+    query_labels: Any,
+    db_labels: Any,
+    ns: Sequence[int] = range(100, 1001, 100),
+    *,
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
+) -> np.ndarray:
+    """Mean over queries of (#relevant in the top N) / N, for every N in ``ns``.
+
+    An N larger than the database size is clamped to it, so it reports the precision
+    of the whole ranked database. Returns a float64 array aligned with ``ns``.
+    """
+    qb, db, ql, dl = _prepare(query_codes, db_codes, query_labels, db_labels)
+    n_list = [_check_positive_int(n, "every value of ns") for n in ns]
+    if not n_list:
+        raise ValueError("ns must contain at least one value")
+    eff = np.minimum(np.asarray(n_list, dtype=np.int64), db.shape[0])
+
+    def hits(rel: np.ndarray) -> np.ndarray:
+        return np.cumsum(rel, axis=1, dtype=np.int64)[:, eff - 1]
+
+    parts = _per_query(qb, db, ql, dl, int(eff.max()), max_elements, hits)
+    return np.concatenate(parts).sum(axis=0) / (eff * qb.shape[0])
+
+
+def pr_curve(
+    query_codes: Any,
+    db_codes: Any,
+    query_labels: Any,
+    db_labels: Any,
+    recall_levels: Sequence[float] | np.ndarray | None = None,
+    *,
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Precision at fixed recall levels, averaged over queries.
+
+    For a query with ``T`` relevant database items and a level ``r``, let
+    ``n = floor(r·T)``; its precision is ``n / (rank where the n-th relevant item
+    appears)``. Levels with ``n = 0`` are skipped for that query (so queries with
+    ``T = 0`` contribute nothing); each level is averaged over the queries where it is
+    defined and is NaN where none is. Default levels: 0.01, 0.02, …, 1.00.
+    Returns ``(recall_levels, precision)`` as float64 arrays.
+    """
+    qb, db, ql, dl = _prepare(query_codes, db_codes, query_labels, db_labels)
+    if recall_levels is None:
+        levels = np.arange(1, 101, dtype=np.float64) / 100.0
+    else:
+        levels = np.asarray(recall_levels, dtype=np.float64).reshape(-1)
+        if levels.size == 0 or not np.all((levels > 0) & (levels <= 1)):
+            raise ValueError("recall_levels must be a non-empty sequence of values in (0, 1]")
+
+    def precision_at_levels(rel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per query and level: precision (0 where undefined) and whether it is defined."""
+        row_ids, ranks, counts, starts = _relevant_positions(rel)
+        target = levels[None, :] * counts[:, None].astype(np.float64)
+        n = np.floor(target + _FLOOR_RTOL * np.maximum(target, 1.0)).astype(np.int64)
+        defined = n > 0
+        if row_ids.size == 0:
+            return np.zeros(n.shape), defined
+        # Rank of the n-th relevant item of each row; undefined entries read index 0.
+        idx = np.where(defined, starts[:, None] + n - 1, 0)
+        return np.where(defined, n / ranks[idx], 0.0), defined
+
+    parts = _per_query(qb, db, ql, dl, db.shape[0], max_elements, precision_at_levels)
+    prec = np.concatenate([p for p, _ in parts])
+    n_defined = np.concatenate([d for _, d in parts]).sum(axis=0)
+    precision = np.full(levels.size, np.nan)
+    has = n_defined > 0
+    precision[has] = prec.sum(axis=0)[has] / n_defined[has]
+    return levels, precision
