@@ -10,9 +10,8 @@ from pydantic import Field
 from hashbench.banks import CodeBank
 from hashbench.codes import center_codes
 from hashbench.defense import Defense, DefenseContext
-from hashbench.methods.base import HashMethod
+from hashbench.methods.base import HashMethod, SGDParams
 from hashbench.models.hash_model import HashModel
-from hashbench.params import Params
 from hashbench.pgd import PGDConfig, pgd
 from hashbench.training import TrainData, run_epochs
 
@@ -44,12 +43,9 @@ class CgAT(Defense):
     description = "center-guided adversarial training (CHCM center codes, 7-step PGD)"
     paper = "Wang, Lin, Li. CgAT: Center-Guided Adversarial Training for Deep Hashing-Based Retrieval. WWW 2023"
 
-    class Params(Params):
+    class Params(SGDParams):
         epochs: int = Field(30, gt=0)
         batch_size: int = Field(32, gt=0)
-        lr: float = Field(0.01, gt=0)
-        momentum: float = Field(0.9, ge=0, lt=1)
-        weight_decay: float = Field(5e-4, ge=0)
         faithful_scheduler: bool = False
         epsilon: float = Field(8 / 255, ge=0)
         step_size: float = Field(2 / 255, gt=0)
@@ -59,7 +55,6 @@ class CgAT(Defense):
         weighting: Literal["cgat", "saat"] = "cgat"
         bank_init: Literal["train", "eval"] = "train"
         pgd_mode: Literal["train", "eval"] = "train"
-        augment: bool = True
 
     def milestones(self, total_steps: int) -> list[float]:
         marks = [total_steps / 2, 3 * total_steps / 4]

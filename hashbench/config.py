@@ -21,6 +21,14 @@ REGISTRY_ENV = "HASHBENCH_REGISTRY"
 PLUGIN_KINDS = ("datasets", "methods", "backbones", "defenses", "attacks")
 
 
+def _check_kinds(table: dict[str, Any]) -> dict[str, Any]:
+    """Keys of a per-plugin-kind table must be plugin kinds."""
+    for kind in table:
+        if kind not in PLUGIN_KINDS:
+            raise ValueError(f"unknown plugin kind '{kind}' (allowed: {', '.join(PLUGIN_KINDS)})")
+    return table
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -69,13 +77,7 @@ class Profile(_Strict):
                 raise ValueError(f"scale for '{name}' must be positive")
         return v
 
-    @field_validator("set")
-    @classmethod
-    def _kinds(cls, v: dict[str, Any]) -> dict[str, Any]:
-        for kind in v:
-            if kind not in PLUGIN_KINDS:
-                raise ValueError(f"unknown plugin kind '{kind}' (allowed: {', '.join(PLUGIN_KINDS)})")
-        return v
+    _kinds = field_validator("set")(classmethod(lambda cls, v: _check_kinds(v)))
 
 
 class Grid(_Strict):
@@ -99,13 +101,7 @@ class Grid(_Strict):
             raise ValueError("bit lengths must be positive")
         return v
 
-    @field_validator("params")
-    @classmethod
-    def _kinds(cls, v: dict[str, Any]) -> dict[str, Any]:
-        for kind in v:
-            if kind not in PLUGIN_KINDS:
-                raise ValueError(f"unknown plugin kind '{kind}' (allowed: {', '.join(PLUGIN_KINDS)})")
-        return v
+    _kinds = field_validator("params")(classmethod(lambda cls, v: _check_kinds(v)))
 
 
 class RegistryConfig(_Strict):

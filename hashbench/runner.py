@@ -180,7 +180,9 @@ class LocalRunner:
         summary.executed, summary.cached = dict(self._executed), dict(self._cached)
         summary.wall_s = time.perf_counter() - start
         manifest.update(finished=now(), status="failed" if summary.failed else "complete", failed=summary.failed,
-                        stages={"executed": summary.executed, "cached": summary.cached}, wall_s=summary.wall_s)
+                        stages={"executed": summary.executed_total, "cached": summary.cached_total,
+                                "executed_by_kind": summary.executed, "cached_by_kind": summary.cached},
+                        wall_s=summary.wall_s)
         write_json_atomic(folder / "run.json", manifest)
         return summary
 

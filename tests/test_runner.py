@@ -26,7 +26,8 @@ def test_every_stage_runs_once(first_run):
     root, summary = first_run
     manifest = json.loads((root / "smoke" / "run.json").read_text())
     assert manifest["status"] == "complete" and manifest["cells"] == 4
-    assert manifest["stages"]["executed"] == summary.executed
+    assert manifest["stages"]["executed_by_kind"] == summary.executed
+    assert manifest["stages"]["executed"] == 11 and manifest["stages"]["cached"] == summary.cached_total
     # 1 split, 1 clean model, 1 defended model, codes of both, the attack on both,
     # and 4 evaluations (clean + center for each defense)
     assert summary.executed == {"split": 1, "train": 1, "defend": 1, "encode": 2, "attack": 2, "evaluate": 4}

@@ -12,17 +12,22 @@ from ..params import Params
 from ..plugin import Plugin
 
 
-class TrainParams(Params):
-    """Clean training as in CgAT's ``hashing.py`` (spec §1.3): SGD, step decay ×0.1 every E/3 epochs."""
+class SGDParams(Params):
+    """Epochs, batch and SGD settings shared by clean training and adversarial training."""
 
     epochs: int = Field(100, gt=0)
     batch_size: int = Field(64, gt=0)
     lr: float = Field(0.01, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(5e-4, ge=0)
+    augment: bool = True
+
+
+class TrainParams(SGDParams):
+    """Clean training as in CgAT's ``hashing.py`` (spec §1.3): SGD, step decay ×0.1 every E/3 epochs."""
+
     lr_decay: float = Field(0.1, gt=0, le=1)
     lr_decay_every: float = Field(1 / 3, gt=0, le=1, description="fraction of the epochs between decays")
-    augment: bool = True
 
 
 class HashMethod(Plugin):

@@ -113,37 +113,53 @@ def _load_imagenet_state(arch: str, pretrained: str, weights_enum) -> dict[str, 
         ) from None
 
 
-class AlexNet(Backbone):
+class _TorchvisionBackbone(Backbone):
+    """A torchvision classifier cut after fc7: ``arch`` builds it, ``head`` picks fc6–fc7 from its classifier."""
+
+    Params = _ImageNetParams
+    pool: ClassVar[int]
+    head: ClassVar[tuple[int, ...]]
+
+    @staticmethod
+    def architecture():
+        """(constructor, weights enum) of the torchvision model."""
+        raise NotImplementedError
+
+    def build(self, image_size: int) -> nn.Module:
+        constructor, weights = self.architecture()
+        tv = constructor(weights=None)
+        if self.params.pretrained != "none":
+            tv.load_state_dict(_load_imagenet_state(self.name, self.params.pretrained, weights))
+        return _TorchvisionNet(tv.features, self.pool, nn.Sequential(*(tv.classifier[i] for i in self.head)))
+
+
+class AlexNet(_TorchvisionBackbone):
     """torchvision AlexNet: conv features, Dropout → fc6 → ReLU → Dropout → fc7 → ReLU."""
 
     name = "alexnet"
     description = "AlexNet (torchvision) with fc6–fc7, ImageNet weights; CgAT's FLICKR-25K backbone"
     paper = "Krizhevsky et al., NeurIPS 2012; used as in Wang et al., CgAT, WWW 2023"
-    Params = _ImageNetParams
+    pool = 6
+    head = (0, 1, 2, 3, 4, 5)  # classifier: Dropout, fc6, ReLU, Dropout, fc7, ReLU, fc8
 
-    def build(self, image_size: int) -> nn.Module:
+    @staticmethod
+    def architecture():
         from torchvision.models import AlexNet_Weights, alexnet
 
-        tv = alexnet(weights=None)
-        if self.params.pretrained != "none":
-            tv.load_state_dict(_load_imagenet_state("alexnet", self.params.pretrained, AlexNet_Weights))
-        c = tv.classifier  # Dropout, fc6, ReLU, Dropout, fc7, ReLU, fc8
-        return _TorchvisionNet(tv.features, 6, nn.Sequential(c[0], c[1], c[2], c[3], c[4], c[5]))
+        return alexnet, AlexNet_Weights
 
 
-class VGG11(Backbone):
+class VGG11(_TorchvisionBackbone):
     """torchvision VGG11 (no BN): conv features, fc6 → ReLU → Dropout → fc7 → ReLU → Dropout."""
 
     name = "vgg11"
     description = "VGG11 (torchvision, no BN) with fc6–fc7, ImageNet weights; CgAT's NUS-WIDE/MS-COCO backbone"
     paper = "Simonyan & Zisserman, ICLR 2015; used as in Wang et al., CgAT, WWW 2023"
-    Params = _ImageNetParams
+    pool = 7
+    head = (0, 1, 2, 3, 4, 5)  # classifier: fc6, ReLU, Dropout, fc7, ReLU, Dropout, fc8
 
-    def build(self, image_size: int) -> nn.Module:
+    @staticmethod
+    def architecture():
         from torchvision.models import VGG11_Weights, vgg11
 
-        tv = vgg11(weights=None)
-        if self.params.pretrained != "none":
-            tv.load_state_dict(_load_imagenet_state("vgg11", self.params.pretrained, VGG11_Weights))
-        c = tv.classifier  # fc6, ReLU, Dropout, fc7, ReLU, Dropout, fc8
-        return _TorchvisionNet(tv.features, 7, nn.Sequential(c[0], c[1], c[2], c[3], c[4], c[5]))
+        return vgg11, VGG11_Weights

@@ -122,7 +122,8 @@ def _summary_view(manifest: Mapping[str, Any], records: list[dict[str, Any]]) ->
         ("failed", len(failed)),
     ]
     if stages:
-        items.append(("stages", ", ".join(f"{v} {k}" for k, v in stages.items())))
+        counts = [(k, stages[k]) for k in ("executed", "cached") if isinstance(stages.get(k), int)]
+        items.append(("stages", ", ".join(f"{v} {k}" for k, v in counts)))
     return [(label, _flat(value)) for label, value in items if value is not None]
 
 
