@@ -73,3 +73,12 @@ def test_run_report_and_plan(cli, tmp_path):
 def test_report_of_unknown_run(cli, tmp_path):
     result = cli.invoke(main, ["report", "--run", "nope", "--results-dir", str(tmp_path)])
     assert result.exit_code == 2 and "run 'nope' not found" in result.output
+
+
+def test_compare_two_runs(cli, tmp_path):
+    args = ["--results-dir", str(tmp_path)]
+    for name in ("a", "b"):
+        assert cli.invoke(main, ["run", "--grid", "smoke", "--run", name, "--quiet", "--no-report", *args]).exit_code == 0
+    result = cli.invoke(main, ["compare", "a", "b", *args])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("+0.00") == 4  # same config and seed: identical MAP in every cell
