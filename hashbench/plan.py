@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from . import registries
 from .config import Config, Grid, Profile
@@ -138,8 +138,7 @@ def _dupes(grid: Grid, grid_name: str, config: Config) -> None:
             raise ConfigError(f"{config.path}: grids.{grid_name}.{kind}: duplicate entries {values}")
 
 
-def build_plan(config: Config, grid_name: str, grid: Grid, profile_name: str | None = None,
-               datasets_cache: dict[str, Any] | None = None) -> Plan:
+def build_plan(config: Config, grid_name: str, grid: Grid, profile_name: str | None = None) -> Plan:
     """Resolve every parameter, validate every name and build the stage DAG of ``grid``."""
     profile_name = profile_name or grid.profile
     profile = config.profile(profile_name)
@@ -162,8 +161,6 @@ def build_plan(config: Config, grid_name: str, grid: Grid, profile_name: str | N
         except PluginError as exc:
             raise ConfigError(f"{config.path}: datasets.{dname}.type: {exc}") from None
         dataset.update(name=dname, type=decl.type)
-        if datasets_cache is not None:
-            dataset["fingerprint"] = datasets_cache_fingerprint(datasets_cache, dname, decl.type, dataset["params"])
         split = intern(Stage("split", {"dataset": dataset, "split": decl.split.model_dump(),
                                        "seed": derive_seed(seed, "split")}))
         method = _plugin_spec("methods", mname, _resolved_values("methods", mname, profile, grid),
@@ -206,16 +203,3 @@ def build_plan(config: Config, grid_name: str, grid: Grid, profile_name: str | N
             stages.update({"attack": attack_stage, "evaluate": evaluate})
             cells.append(Cell(dname, mname, bname, bits, dfname, aname, seed, evaluate, stages))
     return Plan(grid_name, profile_name, cells)
-
-
-def datasets_cache_fingerprint(cache: dict[str, Any], name: str, type_name: str, params: dict[str, Any]) -> str:
-    """Instantiate (once) the declared dataset and return its content fingerprint."""
-    if name not in cache:
-        cache[name] = registries.datasets.create(type_name, params)
-    return cache[name].fingerprint()
-
-
-def iter_stage_counts(plan: Plan) -> Iterator[tuple[str, int]]:
-    stages = plan.stages()
-    for kind in STAGE_KINDS:
-        yield kind, sum(1 for s in stages if s.kind == kind)

@@ -110,6 +110,7 @@ class LocalRunner:
         self._failed: dict[str, str] = {}
         self._executed: dict[str, int] = {}
         self._cached: dict[str, int] = {}
+        self._commit: str | None = None
         self.ctx = StageContext(device=device, reporter=self.reporter, artifact=self.artifact)
 
     # -- stage execution -------------------------------------------------------------
@@ -154,9 +155,10 @@ class LocalRunner:
     def run(self, plan: Plan, run: str) -> RunSummary:
         folder = self.results_dir / run
         start = time.perf_counter()
+        self._commit = git_commit()
         manifest = {
             "run": run, "grid": plan.grid_name, "profile": plan.profile_name, "created": now(),
-            "finished": None, "status": "running", "hashbench_version": __version__, "git_commit": git_commit(),
+            "finished": None, "status": "running", "hashbench_version": __version__, "git_commit": self._commit,
             "device": str(self.device), "device_name": _device_name(self.device), "python": platform.python_version(),
             "torch": torch.__version__, "platform": platform.platform(), "cells": len(plan.cells),
             "command": " ".join(sys.argv),
@@ -220,7 +222,7 @@ class LocalRunner:
                        "attack_wall_s": attack_meta["wall_s"] if attack_meta else None,
                        "evaluate_wall_s": evaluation.meta["wall_s"]},
             "provenance": {
-                "hashbench_version": __version__, "git_commit": git_commit(),
+                "hashbench_version": __version__, "git_commit": self._commit,
                 "python": platform.python_version(), "torch": torch.__version__,
                 "device": metas["train"].get("device", str(self.device)),
                 "seeds": {"cell": cell.seed, **{k: s.spec["seed"] for k, s in cell.stages.items() if "seed" in s.spec}},
