@@ -55,3 +55,83 @@ def test_deterministic_for_a_seed():
     b = pgd(model, x, code, cfg, generator=torch.Generator().manual_seed(9))
     c = pgd(model, x, code, cfg, generator=torch.Generator().manual_seed(10))
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_sgd_and_adam_steps_match_a_hand_rolled_loop_with_projection():
+    from hashbench.pgd import minimise, project
+
+    model = Linear()
+    x = torch.rand(3, 3, 4, 4, generator=torch.Generator().manual_seed(5))
+    code = torch.sign(torch.randn(3, 8, generator=torch.Generator().manual_seed(6)))
+
+    def objective(outputs, x_adv):
+        return (outputs * code).sum() + 0.5 * (x_adv - x).pow(2).sum()
+
+    for optimizer in ("sgd", "adam"):
+        cfg = PGDConfig(epsilon=0.03, step_size=0.05, iterations=4, random_start=False,
+                        alpha_schedule="proportional", optimizer=optimizer, momentum=0.9)
+        # the same updates written out by hand: torch.optim on the image, projection after each step
+        var = x.clone().requires_grad_(True)
+        opt = torch.optim.SGD([var], lr=0.05, momentum=0.9) if optimizer == "sgd" else torch.optim.Adam([var], lr=0.05)
+        for t in range(4):
+            opt.zero_grad()
+            objective(model(var, alpha_at("proportional", t, 4)), var).backward()
+            opt.step()
+            with torch.no_grad():
+                var.copy_(project(var, x, 0.03))
+        model.w.grad = None
+        out = minimise(model, x, objective, cfg)
+        assert torch.allclose(out, var.detach(), atol=1e-7), optimizer
+        assert (out - x).abs().max() <= 0.03 + 1e-7 and out.min() >= 0 and out.max() <= 1
+        assert model.w.grad is None
+
+
+def test_optimisers_lower_the_objective():
+    from hashbench.pgd import minimise
+
+    model = Linear()
+    x = torch.rand(4, 3, 4, 4, generator=torch.Generator().manual_seed(7))
+    code = torch.sign(torch.randn(4, 8, generator=torch.Generator().manual_seed(8)))
+
+    def objective(outputs, _x_adv):
+        return (outputs * code).mean()
+
+    with torch.no_grad():
+        before = float(objective(model(x), x))
+    for optimizer, lr in (("sign", 0.01), ("sgd", 1.0), ("adam", 0.01)):
+        cfg = PGDConfig(epsilon=0.1, step_size=lr, iterations=15, random_start=False, optimizer=optimizer)
+        x_adv = minimise(model, x, objective, cfg)
+        with torch.no_grad():
+            after = float(objective(model(x_adv), x))
+        assert after < before - 0.05, optimizer
+
+
+def test_pgd_equals_minimise_on_the_inner_product():
+    from hashbench.pgd import inner_product_loss, minimise
+
+    model = Linear()
+    x = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(11))
+    code = torch.sign(torch.randn(2, 8, generator=torch.Generator().manual_seed(12)))
+    cfg = PGDConfig(epsilon=0.05, step_size=0.01, iterations=6, random_start=True, alpha_schedule="bai")
+    loss = inner_product_loss(True)
+    a = pgd(model, x, code, cfg, targeted=True, generator=torch.Generator().manual_seed(3))
+    b = minimise(model, x, lambda out, _x: loss(out, code), cfg, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"optimizer": "rmsprop"}, "unknown PGD optimizer"),
+        ({"momentum": 1.0}, "momentum must be in"),
+        ({"betas": (0.9, 1.0)}, "betas must be"),
+        ({"step_size": 0.0}, "step_size must be > 0"),
+        ({"iterations": -1}, "iterations must be a non-negative integer"),
+        ({"epsilon": -0.1}, "epsilon must be >= 0"),
+        ({"alpha_schedule": "cosine"}, "unknown alpha schedule"),
+    ],
+)
+def test_config_rejects_invalid_values(changes, message):
+    values = {"epsilon": 0.1, "step_size": 0.01, "iterations": 3, **changes}
+    with pytest.raises(ValueError, match=message):
+        PGDConfig(**values)
