@@ -3,19 +3,26 @@
 Every error names the file, the key path and what is allowed.  Plugin names in grids are
 checked against the plugin registries (with did-you-mean) and plugin parameters against
 each plugin's schema, before any work starts.
+
+A grid is either a cross product (:class:`Grid`) or a union of other grids
+(:class:`UnionGrid`, ``union: [table1, table2]``); the planner plans a union's members
+together, so stages they share run once.  A grid may also come from a YAML file of its own
+(:func:`load_grid_file`), and command-line overrides (``--set KEY=VALUE``) change its axes
+and plugin parameters (:func:`apply_overrides`).
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError, field_validator
 
 from .errors import ConfigError
-from .registry import unknown_name_message
+from .registry import name_problem, unknown_name_message
 
 REGISTRY_ENV = "HASHBENCH_REGISTRY"
 PLUGIN_KINDS = ("datasets", "methods", "backbones", "defenses", "attacks")
@@ -47,6 +54,7 @@ class DatasetDecl(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
     classes: int | None = Field(None, gt=0)
     split: SplitSpec
+    num_items: int | None = Field(None, gt=0, description="total items; sizes cost estimates when the data is absent")
     map_topk: int | None = Field(None, gt=0, description="MAP@k cut-off; null ranks the whole database")
     pn: list[int] = Field(default_factory=lambda: list(range(100, 1001, 100)))
 
@@ -104,10 +112,38 @@ class Grid(_Strict):
     _kinds = field_validator("params")(classmethod(lambda cls, v: _check_kinds(v)))
 
 
+class UnionGrid(_Strict):
+    """The union of other grids' cells; a stage that several members plan is planned once.
+
+    Each member keeps its own profile and parameters.  A cell (same coordinates) that two
+    members define with different parameters is an error, reported by the planner.
+    """
+
+    description: str = ""
+    union: list[str] = Field(min_length=1)
+
+
+#: the grid types as tagged in pydantic error locations (removed from messages by ``_describe``)
+_GRID_TAGS = ("Grid", "UnionGrid")
+GridEntry = Annotated[
+    Union[Annotated[Grid, Tag("Grid")], Annotated[UnionGrid, Tag("UnionGrid")]],
+    Discriminator(lambda v: "UnionGrid" if isinstance(v, dict) and "union" in v else "Grid"),
+]
+
+
 class RegistryConfig(_Strict):
     datasets: dict[str, DatasetDecl]
     profiles: dict[str, Profile]
-    grids: dict[str, Grid]
+    grids: dict[str, GridEntry]
+
+    @field_validator("datasets", "profiles", "grids")
+    @classmethod
+    def _safe_names(cls, table: dict[str, Any]) -> dict[str, Any]:
+        for name in table:  # dataset and grid names become file names (cell ids, run folders)
+            problem = name_problem(name)
+            if problem is not None:
+                raise ValueError(problem)
+        return table
 
 
 class Config:
@@ -117,8 +153,29 @@ class Config:
         self.data = data
         self.path = path
 
-    def grid(self, name: str) -> Grid:
+    def grid(self, name: str) -> Grid | UnionGrid:
         return self._pick("grids", name)
+
+    def members(self, name: str, grid: Grid | UnionGrid | None = None) -> list[tuple[str, Grid]]:
+        """The cross-product grids of ``name`` (itself, or a union's members, flattened in order)."""
+        out: list[tuple[str, Grid]] = []
+
+        def visit(n: str, g: Grid | UnionGrid, stack: tuple[str, ...]) -> None:
+            if isinstance(g, Grid):
+                if all(n != seen for seen, _ in out):
+                    out.append((n, g))
+                return
+            for i, member in enumerate(g.union):
+                if member in stack:
+                    cycle = " → ".join((*stack, member))
+                    raise ConfigError(f"{self.path}: grids.{n}.union[{i}]: '{member}' makes a cycle ({cycle})")
+                if member not in self.data.grids:
+                    raise ConfigError(f"{self.path}: grids.{n}.union[{i}]: "
+                                      f"{unknown_name_message('grid', member, list(self.data.grids))}")
+                visit(member, self.data.grids[member], (*stack, member))
+
+        visit(name, grid if grid is not None else self.grid(name), (name,))
+        return out
 
     def profile(self, name: str) -> Profile:
         return self._pick("profiles", name)
@@ -161,18 +218,174 @@ def load_config(path: str | Path | None = None) -> Config:
         raise ConfigError(f"{path}: " + "; ".join(_describe(e) for e in exc.errors())) from None
     config = Config(data, path)
     for name, grid in data.grids.items():
-        if grid.profile not in data.profiles:
-            raise ConfigError(
-                f"{path}: grids.{name}.profile: unknown profile '{grid.profile}' "
-                f"(allowed: {', '.join(data.profiles)})"
-            )
+        _check_profile(config, grid, f"{path}: grids.{name}")
+        config.members(name)  # unknown members and cycles fail here, before any work
     return config
 
 
+def _check_profile(config: Config, grid: Grid | UnionGrid, where: str) -> None:
+    if isinstance(grid, Grid) and grid.profile not in config.data.profiles:
+        raise ConfigError(f"{where}.profile: {unknown_name_message('profile', grid.profile, list(config.data.profiles))}")
+
+
 def _describe(err: dict[str, Any]) -> str:
-    key = ".".join(str(p) for p in err["loc"])
+    loc = list(err["loc"])
+    if loc and loc[0] in _GRID_TAGS:  # a grid file
+        del loc[0]
+    elif len(loc) > 2 and loc[0] == "grids" and loc[2] in _GRID_TAGS:
+        del loc[2]
+    key = ".".join(str(p) for p in loc) or "(root)"
     if err["type"] == "extra_forbidden":
         return f"{key}: unknown key"
     if err["type"] == "missing":
         return f"{key}: required key is missing"
+    if err["type"] == "too_short" and err.get("input") == []:
+        return f"{key}: is empty; list at least one entry"
+    if err["type"] == "value_error":  # our own validators say what is wrong; a table is too long to echo
+        message = err["msg"].removeprefix("Value error, ")
+        return f"{key}: {message}" if isinstance(err.get("input"), dict) else f"{key}: {message} (got {err.get('input')!r})"
     return f"{key}: {err['msg']} (got {err.get('input')!r})"
+
+
+# --- grids from files and command-line overrides -----------------------------------------
+
+#: the keys of a cross-product grid, in the order users see them
+GRID_KEYS: tuple[str, ...] = tuple(Grid.model_fields)
+GRID_AXES: tuple[str, ...] = ("datasets", "methods", "backbones", "bits", "defenses", "attacks", "seeds")
+_GRID_ADAPTER: TypeAdapter = TypeAdapter(GridEntry)
+
+
+def is_grid_path(value: str) -> bool:
+    """Whether ``--grid value`` names a YAML file rather than a grid of the registry."""
+    return value.endswith((".yaml", ".yml")) or "/" in value or os.sep in value
+
+
+def load_grid_file(path: str | Path, config: Config) -> tuple[str, Grid | UnionGrid]:
+    """A grid defined alone in a YAML file (the keys of one ``grids:`` entry); named after the file.
+
+    A union in a file refers to the registry's grids.
+    """
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read grid file {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: invalid YAML: {getattr(exc, 'problem', None) or exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping with a grid's keys ({', '.join(GRID_KEYS)}) or 'union'")
+    try:
+        grid = _GRID_ADAPTER.validate_python(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: " + "; ".join(_describe(e) for e in exc.errors())) from None
+    _check_profile(config, grid, str(path))
+    name = path.stem
+    config.members(name, grid)
+    return name, grid
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``KEY=VALUE`` → (key path, value parsed as YAML: ``[a,b]`` is a list, ``5`` an int)."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. attacks=[hag,sdha], bits=32 or "
+                          "params.attacks.center.iterations=5")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {key}: cannot parse {raw!r} as a YAML value ({getattr(exc, 'problem', exc)})") from None
+    if value is None:
+        raise ConfigError(f"--set {key}: no value given")
+    return key.split("."), value
+
+
+def _did_you_mean(what: str, name: str, choices: list[str] | tuple[str, ...], of: str = "") -> str:
+    close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.6)
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    return f"unknown {what} '{name}'{of}.{hint} Choices: {', '.join(choices)}."
+
+
+def apply_overrides(config: Config, members: list[tuple[str, Grid]], overrides: list[str]) -> list[tuple[str, Grid]]:
+    """Apply ``--set KEY=VALUE`` overrides to every member grid, in order.
+
+    Axis keys (``attacks=[hag,sdha]``; a scalar means a one-element list) and ``profile`` /
+    ``description`` replace the value in every member.  ``params.<kind>.<name>.<param>=VALUE``
+    (or ``params.<kind>.<name>={…}``) sets a plugin parameter in every member that has
+    ``<name>`` on its ``<kind>`` axis.  Every error names the key, with did-you-mean, as a
+    :class:`ConfigError`.
+    """
+    for text in overrides:
+        path, value = parse_override(text)
+        key = ".".join(path)
+        head = path[0]
+        if head not in GRID_KEYS:
+            raise ConfigError(f"--set {key}: {_did_you_mean('grid key', head, GRID_KEYS)}")
+        if head == "params":
+            members = _override_param(config, members, path, value, key)
+            continue
+        if len(path) > 1:
+            raise ConfigError(f"--set {key}: '{head}' has no sub-keys; write --set {head}=VALUE")
+        if head in GRID_AXES and not isinstance(value, list):
+            value = [value]
+        if head == "profile" and value not in config.data.profiles:
+            raise ConfigError(f"--set profile: {unknown_name_message('profile', str(value), list(config.data.profiles))}")
+        members = [(name, _revalidate(grid, {head: value}, key)) for name, grid in members]
+    return members
+
+
+def _revalidate(grid: Grid, update: dict[str, Any], key: str) -> Grid:
+    try:
+        return Grid(**{**grid.model_dump(), **update})
+    except ValidationError as exc:
+        problems = [f"{err['msg']} (got {err.get('input')!r})" for err in exc.errors()]
+        raise ConfigError(f"--set {key}: " + "; ".join(problems)) from None
+
+
+def _override_param(config: Config, members: list[tuple[str, Grid]], path: list[str], value: Any,
+                    key: str) -> list[tuple[str, Grid]]:
+    if len(path) not in (3, 4):
+        raise ConfigError(f"--set {key}: expected params.<kind>.<name>.<param>=VALUE "
+                          "(e.g. params.attacks.center.iterations=5)")
+    kind, name = path[1], path[2]
+    if kind not in PLUGIN_KINDS:
+        raise ConfigError(f"--set {key}: {_did_you_mean('plugin kind', kind, PLUGIN_KINDS)}")
+    on_axis = sorted({n for _, g in members for n in getattr(g, kind)})
+    if name not in on_axis:
+        raise ConfigError(f"--set {key}: '{name}' is not on the grid's {kind} axis. "
+                          + _did_you_mean(kind[:-1], name, on_axis).split(". ", 1)[1])
+    if len(path) == 4:
+        _check_param_name(config, kind, name, path[3], key)
+        values = {path[3]: value}
+    elif isinstance(value, dict):
+        for param in value:
+            _check_param_name(config, kind, name, str(param), key)
+        values = value
+    else:
+        raise ConfigError(f"--set {key}: expected a mapping of parameters, e.g. {key}={{iterations: 5}}")
+    out = []
+    for member, grid in members:
+        if name in getattr(grid, kind):
+            params = {k: {n: dict(v) for n, v in table.items()} for k, table in grid.params.items()}
+            params.setdefault(kind, {}).setdefault(name, {}).update(values)
+            grid = _revalidate(grid, {"params": params}, key)
+        out.append((member, grid))
+    return out
+
+
+def _check_param_name(config: Config, kind: str, name: str, param: str, key: str) -> None:
+    """Did-you-mean for a parameter name, when the plugin is registered (else the planner reports it)."""
+    from . import registries
+    from .errors import PluginError
+
+    plugin = config.dataset(name).type if kind == "datasets" else name
+    try:
+        cls = registries.BY_KIND[kind].get(plugin)
+    except PluginError:
+        return
+    fields = sorted(cls.Params.model_fields)
+    if param not in fields:
+        of = f" of {kind[:-1]} '{plugin}'"
+        raise ConfigError(f"--set {key}: {_did_you_mean('parameter', param, fields, of)}")

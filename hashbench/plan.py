@@ -6,6 +6,12 @@ clean model of (split, method, backbone, bits), the defended model, its codes, a
 A stage's key hashes its fully resolved spec (plugin names, parameters, distribution and
 version) together with the keys of its inputs, so changing one parameter changes exactly
 the keys downstream of it.
+
+Datasets are opened at plan time (cheap: ``shapes`` is procedural, ``listfile`` reads its
+list files) so that the split's key includes the dataset's :meth:`fingerprint` (a changed
+list file gives a new split, hence new everything downstream); the opened datasets travel
+with the plan so that the stages do not load them again.  A union grid plans its members
+together: a stage two members share is one stage.
 """
 
 from __future__ import annotations
@@ -16,19 +22,47 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import registries
-from .config import Config, Grid, Profile
-from .errors import ConfigError, PluginError
+from .config import Config, DatasetDecl, Grid, Profile, UnionGrid
+from .cost import Sizes, dataset_sizes, declared_sizes
+from .data.base import HashDataset
+from .data.splits import check_split_sizes
+from .errors import ConfigError, PluginError, UserError
 from .params import params_dict, validate_params
 from .registry import unknown_name_message
-from .store import artifact_key
+from .store import artifact_key, canonical_json
 
 STAGE_KINDS = ("split", "train", "defend", "encode", "prepare", "attack", "evaluate")
 CLEAN = "clean"
+AMP_DTYPES = ("bf16", "fp16")
 
 
 def derive_seed(seed: int, purpose: str) -> int:
     """A 31-bit seed for one purpose (stage kind) of a cell seed; recorded in every result."""
     return int(hashlib.sha256(f"{purpose}:{seed}".encode()).hexdigest()[:8], 16) & 0x7FFFFFFF
+
+
+def dataset_key(spec: dict[str, Any]) -> str:
+    """Identity of an opened dataset: its plugin type and resolved parameters."""
+    return canonical_json({"type": spec.get("type") or spec["name"], "params": spec["params"]})
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """Run settings that change numbers, hence keys: mixed precision.
+
+    ``amp`` ("bf16" or "fp16") autocasts the training stages (train, defend); the attack
+    stages (prepare, attack) stay fp32 unless ``amp_attacks``.  Settings that only change
+    speed (device, threads, channels-last) are not part of keys.
+    """
+
+    amp: str | None = None
+    amp_attacks: bool = False
+
+    def __post_init__(self) -> None:
+        if self.amp is not None and self.amp not in AMP_DTYPES:
+            raise ConfigError(f"--amp: unknown precision '{self.amp}' (allowed: {', '.join(AMP_DTYPES)})")
+        if self.amp_attacks and self.amp is None:
+            raise ConfigError("--amp-attacks needs --amp bf16 or --amp fp16")
 
 
 @dataclass(eq=False)
@@ -58,6 +92,7 @@ class Cell:
     seed: int
     evaluate: Stage
     stages: dict[str, Stage]
+    grid: str = ""
 
     @property
     def coords(self) -> dict[str, Any]:
@@ -74,6 +109,14 @@ class Plan:
     grid_name: str
     profile_name: str
     cells: list[Cell]
+    #: datasets opened while planning, by :func:`dataset_key`; the local executor reuses them
+    datasets: dict[str, HashDataset] = field(default_factory=dict)
+    #: dataset name → why it could not be opened (only with ``require_data=False``)
+    unavailable: dict[str, str] = field(default_factory=dict)
+    members: list[str] = field(default_factory=list)
+    options: PlanOptions = field(default_factory=PlanOptions)
+    #: split stage key → the sizes of that split (for cost estimates); absent when unknown
+    sizes: dict[str, Sizes] = field(default_factory=dict)
 
     def stages(self) -> list[Stage]:
         """Every distinct stage, inputs before the stages that use them."""
@@ -89,6 +132,13 @@ class Plan:
         for cell in self.cells:
             visit(cell.evaluate)
         return list(seen.values())
+
+    def counts(self) -> dict[str, int]:
+        """Distinct stages per kind, in :data:`STAGE_KINDS` order (kinds with none left out)."""
+        out = {kind: 0 for kind in STAGE_KINDS}
+        for stage in self.stages():
+            out[stage.kind] += 1
+        return {k: v for k, v in out.items() if v}
 
 
 def _plugin_spec(kind: str, name: str, values: dict[str, Any], where: str) -> dict[str, Any]:
@@ -112,8 +162,7 @@ def _resolved_values(kind: str, name: str, profile: Profile, grid: Grid) -> dict
     return values
 
 
-def _check_names(grid: Grid, grid_name: str, config: Config) -> None:
-    where = f"{config.path}: grids.{grid_name}"
+def _check_names(grid: Grid, where: str, config: Config) -> None:
     for i, name in enumerate(grid.datasets):
         if name not in config.data.datasets:
             raise ConfigError(f"{where}.datasets[{i}]: {unknown_name_message('dataset', name, list(config.data.datasets))}")
@@ -131,25 +180,102 @@ def _check_names(grid: Grid, grid_name: str, config: Config) -> None:
                 raise ConfigError(f"{where}.params.{kind}.{name}: '{name}' is not on the grid's {kind} axis ({', '.join(axis)})")
 
 
-def _dupes(grid: Grid, grid_name: str, config: Config) -> None:
+def _dupes(grid: Grid, where: str) -> None:
     for kind in ("datasets", "methods", "backbones", "bits", "defenses", "attacks", "seeds"):
         values = getattr(grid, kind)
         if len(set(values)) != len(values):
-            raise ConfigError(f"{config.path}: grids.{grid_name}.{kind}: duplicate entries {values}")
+            raise ConfigError(f"{where}.{kind}: duplicate entries {values}")
 
 
-def build_plan(config: Config, grid_name: str, grid: Grid, profile_name: str | None = None) -> Plan:
-    """Resolve every parameter, validate every name and build the stage DAG of ``grid``."""
-    profile_name = profile_name or grid.profile
-    profile = config.profile(profile_name)
-    _dupes(grid, grid_name, config)
-    _check_names(grid, grid_name, config)
-    where = f"{config.path}: grids.{grid_name}"
-    cache: dict[str, Stage] = {}
+def build_plan(config: Config, grid_name: str, grid: Grid | UnionGrid, profile_name: str | None = None, *,
+               options: PlanOptions | None = None, require_data: bool = True) -> Plan:
+    """Resolve every parameter, validate every name and build the stage DAG of ``grid``.
+
+    A union grid is planned as the union of its members (see :func:`plan_members`).
+    """
+    members = config.members(grid_name, grid) if isinstance(grid, UnionGrid) else [(grid_name, grid)]
+    return plan_members(config, grid_name, members, profile_name, options=options, require_data=require_data)
+
+
+def plan_members(config: Config, name: str, members: list[tuple[str, Grid]], profile_name: str | None = None, *,
+                 options: PlanOptions | None = None, require_data: bool = True,
+                 sources: dict[str, str] | None = None) -> Plan:
+    """Plan the cross-product grids ``members`` together; a stage several members share is planned once.
+
+    ``profile_name`` overrides every member's profile.  ``require_data=False`` plans datasets
+    that cannot be opened (no files here) with provisional keys and lists them in
+    ``Plan.unavailable`` (for ``hashbench plan`` on a machine without the data).
+    ``sources`` names where each member was defined, for error messages.
+    """
+    options = options or PlanOptions()
+    plan = Plan(name, "", [], members=[m for m, _ in members], options=options)
+    stages: dict[str, Stage] = {}
+    cells: dict[str, Cell] = {}
+    profiles = []
+    for member, grid in members:
+        where = (sources or {}).get(member) or f"{config.path}: grids.{member}"
+        profile = profile_name or grid.profile
+        profiles.append(profile)
+        for cell in _plan_grid(config, member, grid, config.profile(profile), where, options, plan, stages, require_data):
+            earlier = cells.get(cell.cell_id)
+            if earlier is None:
+                cells[cell.cell_id] = cell
+            elif earlier.evaluate.key != cell.evaluate.key:
+                raise ConfigError(
+                    f"cell {cell.cell_id} is in grids '{earlier.grid}' and '{member}' with different parameters "
+                    "(profile or params); a union needs one definition of each cell"
+                )
+    plan.cells = list(cells.values())
+    plan.profile_name = "+".join(dict.fromkeys(profiles))
+    return plan
+
+
+def _open_dataset(config: Config, dname: str, spec: dict[str, Any], plan: Plan, require_data: bool) -> str | None:
+    """Open (once per plan) the dataset of ``spec``; its fingerprint, or ``None`` if unavailable."""
+    key = dataset_key(spec)
+    if key not in plan.datasets:
+        try:
+            plan.datasets[key] = registries.datasets.create(spec["type"], spec["params"])
+        except UserError as exc:
+            if require_data:
+                raise ConfigError(f"{config.path}: datasets.{dname}: {exc}") from None
+            plan.unavailable[dname] = str(exc)
+            return None
+    dataset = plan.datasets[key]
+    try:
+        return dataset.fingerprint()
+    except NotImplementedError:
+        raise PluginError(f"dataset plugin '{spec['type']}' does not implement fingerprint(), which cache keys "
+                          "need (a hash of what defines its data: parameters, file contents)") from None
+
+
+def _check_split_fits(config: Config, dname: str, data: HashDataset, decl: DatasetDecl) -> None:
+    """Split sizes the opened dataset cannot hold fail at plan time, not in every cell's split stage."""
+    if data.predefined_split() is None:
+        s = decl.split
+        try:
+            check_split_sizes(len(data), s.num_query, s.num_train, s.num_database)
+        except ConfigError as exc:
+            raise ConfigError(f"{config.path}: datasets.{dname}.{exc}") from None
+
+
+def _sizes(plan: Plan, decl: DatasetDecl, spec: dict[str, Any], split: dict[str, Any], opened: bool) -> Sizes | None:
+    if opened:
+        return dataset_sizes(plan.datasets[dataset_key(spec)], split)
+    image_size = spec["params"].get("image_size")
+    return declared_sizes(split, decl.num_items or spec["params"].get("num_items"), image_size)
+
+
+def _plan_grid(config: Config, grid_name: str, grid: Grid, profile: Profile, where: str, options: PlanOptions,
+               plan: Plan, cache: dict[str, Stage], require_data: bool) -> list[Cell]:
+    _dupes(grid, where)
+    _check_names(grid, where, config)
 
     def intern(stage: Stage) -> Stage:
         return cache.setdefault(stage.key, stage)
 
+    train_extra = {"amp": options.amp} if options.amp else {}
+    attack_extra = {"amp": options.amp} if options.amp and options.amp_attacks else {}
     cells: list[Cell] = []
     for dname, mname, bname, bits, dfname, seed in itertools.product(
         grid.datasets, grid.methods, grid.backbones, grid.bits, grid.defenses, grid.seeds
@@ -161,14 +287,21 @@ def build_plan(config: Config, grid_name: str, grid: Grid, profile_name: str | N
         except PluginError as exc:
             raise ConfigError(f"{config.path}: datasets.{dname}.type: {exc}") from None
         dataset.update(name=dname, type=decl.type)
+        fingerprint = _open_dataset(config, dname, dataset, plan, require_data)
+        if fingerprint is not None:
+            _check_split_fits(config, dname, plan.datasets[dataset_key(dataset)], decl)
         split = intern(Stage("split", {"dataset": dataset, "split": decl.split.model_dump(),
-                                       "seed": derive_seed(seed, "split")}))
+                                       "fingerprint": fingerprint, "seed": derive_seed(seed, "split")}))
+        if split.key not in plan.sizes:
+            sizes = _sizes(plan, decl, dataset, split.spec["split"], fingerprint is not None)
+            if sizes is not None:
+                plan.sizes[split.key] = sizes
         method = _plugin_spec("methods", mname, _resolved_values("methods", mname, profile, grid),
                               f"{where}: method '{mname}'")
         backbone = _plugin_spec("backbones", bname, _resolved_values("backbones", bname, profile, grid),
                                 f"{where}: backbone '{bname}'")
         train = intern(Stage("train", {"method": method, "backbone": backbone, "bits": bits,
-                                       "seed": derive_seed(seed, "train")}, {"split": split}))
+                                       "seed": derive_seed(seed, "train"), **train_extra}, {"split": split}))
         defense_cls = registries.defenses.get(dfname)
         if defense_cls.identity:
             model = train
@@ -177,7 +310,8 @@ def build_plan(config: Config, grid_name: str, grid: Grid, profile_name: str | N
             defense = _plugin_spec("defenses", dfname, _resolved_values("defenses", dfname, profile, grid),
                                    f"{where}: defense '{dfname}'")
             defend = intern(Stage("defend", {"defense": defense, "method": method,
-                                             "seed": derive_seed(seed, "defend")}, {"model": train, "split": split}))
+                                             "seed": derive_seed(seed, "defend"), **train_extra},
+                                  {"model": train, "split": split}))
             model = defend
         encode = intern(Stage("encode", {}, {"model": model, "split": split}))
         evaluation = {"map_topk": decl.map_topk, "pn": decl.pn}
@@ -185,7 +319,8 @@ def build_plan(config: Config, grid_name: str, grid: Grid, profile_name: str | N
         if defend is not None:
             base_stages["defend"] = defend
         clean_eval = intern(Stage("evaluate", {"attack": None, **evaluation}, {"codes": encode, "encode": encode, "split": split}))
-        cells.append(Cell(dname, mname, bname, bits, dfname, CLEAN, seed, clean_eval, {**base_stages, "evaluate": clean_eval}))
+        cells.append(Cell(dname, mname, bname, bits, dfname, CLEAN, seed, clean_eval,
+                          {**base_stages, "evaluate": clean_eval}, grid_name))
         for aname in grid.attacks:
             attack = _plugin_spec("attacks", aname, _resolved_values("attacks", aname, profile, grid),
                                   f"{where}: attack '{aname}'")
@@ -193,13 +328,14 @@ def build_plan(config: Config, grid_name: str, grid: Grid, profile_name: str | N
             inputs = {"model": model, "encode": encode, "split": split}
             stages = dict(base_stages)
             if attack_cls.has_prepare():
-                prepare = intern(Stage("prepare", {"attack": attack, "seed": derive_seed(seed, "prepare")},
+                prepare = intern(Stage("prepare", {"attack": attack, "seed": derive_seed(seed, "prepare"), **attack_extra},
                                        {"model": model, "encode": encode, "split": split}))
                 inputs["prepare"] = prepare
                 stages["prepare"] = prepare
-            attack_stage = intern(Stage("attack", {"attack": attack, "seed": derive_seed(seed, "attack")}, inputs))
+            attack_stage = intern(Stage("attack", {"attack": attack, "seed": derive_seed(seed, "attack"), **attack_extra},
+                                        inputs))
             evaluate = intern(Stage("evaluate", {"attack": {"name": aname, "targeted": attack_cls.targeted}, **evaluation},
                                     {"codes": attack_stage, "encode": encode, "split": split}))
             stages.update({"attack": attack_stage, "evaluate": evaluate})
-            cells.append(Cell(dname, mname, bname, bits, dfname, aname, seed, evaluate, stages))
-    return Plan(grid_name, profile_name, cells)
+            cells.append(Cell(dname, mname, bname, bits, dfname, aname, seed, evaluate, stages, grid_name))
+    return cells

@@ -1,21 +1,29 @@
-"""The local executor: runs a plan's stages once each, in dependency order, and writes records.
+"""The coordinator: runs a plan's stages once each, in dependency order, and writes records.
 
-A stage whose artifact is already in the store (and passes its checksum) is a cache hit.
-A stage that fails marks the cells that depend on it failed; the other cells go on.
+Only stages whose artifact is missing are run (a stage already in the store is a cache hit,
+and nothing upstream of a cached stage is needed).  A stage becomes ready when its inputs
+are in the store; ready stages go to an executor (this process, ``--workers N`` local
+processes, or Ray) in plan order.  A stage another process is running (its lock is held:
+another worker, another ``hashbench run`` on the same results folder) is skipped for now and
+checked again shortly, so concurrent runs share the work instead of duplicating it.
+
+A stage that fails (an exception, a diverged loss) fails the cells that depend on it: each
+gets a record with ``status: "failed"``, the error and the stage kind; the other cells go
+on.  Every artifact and record is written atomically, so a run killed at any moment resumes
+where it stopped and ends with the same results.
 """
 
 from __future__ import annotations
 
+import heapq
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
 import time
-import traceback
-from collections import OrderedDict
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,26 +32,19 @@ from typing import Any
 import torch
 
 from . import __version__
-from .errors import HashbenchError, UserError
+from .errors import ArtifactError, UserError
+from .executors.worker import StageResult, WorkerConfig, resolve_device, store_root
 from .plan import Cell, Plan, Stage
 from .progress import Reporter
 from .results import RECORD_SCHEMA_VERSION
-from .stages import EXECUTORS, StageContext
-from .store import Artifact, ArtifactStore
-from .timings import record_timing
+from .store import ArtifactStore, write_failure
 
-#: model artifacts are large; keep only a few in memory
-_MAX_CACHED_MODELS = 4
+EXECUTOR_KINDS = ("local", "ray")
+#: how often a stage that was missing or whose worker died is retried before it fails
+MAX_ATTEMPTS = 3
+_POLL_S = (0.1, 2.0)  # first and longest wait before looking again at a stage another process holds
 
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available (use --device cpu or auto)")
-    if name not in ("cpu", "cuda"):
-        raise UserError(f"--device: unknown device '{name}' (allowed: auto, cpu, cuda)")
-    return torch.device(name)
+__all__ = ["Runner", "LocalRunner", "RunSummary", "resolve_device", "EXECUTOR_KINDS"]
 
 
 def git_commit() -> str | None:
@@ -59,23 +60,21 @@ def now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def write_json_atomic(path: Path, value: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    """Write ``value`` to ``path`` via a temporary file and a rename; :class:`StoreWriteError` if the disk refuses."""
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
         with os.fdopen(fd, "w") as f:
             json.dump(value, f, indent=2, sort_keys=True, allow_nan=False)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        raise write_failure(str(path), exc) from exc
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
 
 
@@ -98,106 +97,313 @@ class RunSummary:
         return sum(self.cached.values())
 
 
-class LocalRunner:
-    """Runs a :class:`Plan` sequentially in this process."""
+class Runner:
+    """Runs a :class:`Plan` with ``workers`` local processes (1: in this process) or on Ray.
 
-    def __init__(self, results_dir: str | Path, device: torch.device, reporter: Reporter | None = None) -> None:
+    ``device`` is ``auto``, ``cpu``, ``cuda`` or a :class:`torch.device`; with Ray it is
+    resolved on each worker.  ``channels_last`` is a speed setting (not part of keys).
+    """
+
+    def __init__(self, results_dir: str | Path, device: torch.device | str = "auto", reporter: Reporter | None = None,
+                 *, workers: int = 1, executor: str = "local", address: str | None = None,
+                 channels_last: bool = False) -> None:
+        if workers < 1:
+            raise UserError(f"--workers must be at least 1 (got {workers})")
+        if executor not in EXECUTOR_KINDS:
+            raise UserError(f"--executor: unknown executor '{executor}' (allowed: {', '.join(EXECUTOR_KINDS)})")
+        if address is not None and executor != "ray":
+            raise UserError("--address is for --executor ray")
         self.results_dir = Path(results_dir)
         self.store = ArtifactStore(self.results_dir / "store")
-        self.device = device
+        self.device_name = str(device)
+        if executor == "local":
+            resolve_device(self.device_name)  # a bad device fails before any work
         self.reporter = reporter or Reporter()
-        self._memo: OrderedDict[str, Artifact] = OrderedDict()
-        self._failed: dict[str, str] = {}
-        self._executed: dict[str, int] = {}
-        self._cached: dict[str, int] = {}
-        self._commit: str | None = None
-        self.ctx = StageContext(device=device, reporter=self.reporter, artifact=self.artifact)
+        self.workers = workers
+        self.executor_kind = executor
+        self.address = address
+        self.channels_last = channels_last
 
-    # -- stage execution -------------------------------------------------------------
-    def artifact(self, stage: Stage) -> Artifact:
-        """The stage's artifact: from memory, from the store, or computed now (inputs first)."""
-        if stage.key in self._memo:
-            self._memo.move_to_end(stage.key)
-            return self._memo[stage.key]
-        if stage.key in self._failed:
-            raise _StageFailed(self._failed[stage.key])
-        art = self.store.load_verified(stage.kind, stage.key)
-        if art is None:
-            for dep in stage.inputs.values():
-                self.artifact(dep)
-            art = self._execute(stage)
-        else:
-            self._cached[stage.kind] = self._cached.get(stage.kind, 0) + 1
-        self._remember(stage, art)
-        return art
+    def _executor(self, plan: Plan):
+        config = WorkerConfig(store_root(self.results_dir), self.device_name, self.channels_last)
+        if self.executor_kind == "ray":
+            from .executors.ray import RayExecutor
 
-    def _execute(self, stage: Stage) -> Artifact:
-        try:
-            art = EXECUTORS[stage.kind](self.ctx, stage)
-        except Exception as exc:  # a broken plugin or stage fails its cells, not the run
-            message = f"{stage.kind} stage {stage.key[:12]} failed: {exc}"
-            self._failed[stage.key] = message
-            raise _StageFailed(message) from exc
-        art.meta.setdefault("device", str(self.device))
-        self.store.save(stage.kind, stage.key, art)
-        record_timing(self.store, stage, float(art.meta.get("wall_s", 0.0)), str(self.device))
-        self._executed[stage.kind] = self._executed.get(stage.kind, 0) + 1
-        self.reporter.log(f"done  {stage.label}  {art.meta.get('wall_s', 0.0):.1f}s")
-        return art
+            return RayExecutor(config, self.address)
+        if self.workers == 1:
+            from .executors.local import InlineExecutor
 
-    def _remember(self, stage: Stage, art: Artifact) -> None:
-        self._memo[stage.key] = art
-        models = [k for k, a in self._memo.items() if any(n.startswith("model.") for n in a.tensors)]
-        for key in models[:-_MAX_CACHED_MODELS]:
-            del self._memo[key]
+            return InlineExecutor(config, datasets=plan.datasets, reporter=self.reporter)
+        from .executors.parallel import PoolExecutor
 
-    # -- a whole plan ------------------------------------------------------------------
+        return PoolExecutor(config, self.workers)
+
     def run(self, plan: Plan, run: str) -> RunSummary:
         folder = self.results_dir / run
         start = time.perf_counter()
-        self._commit = git_commit()
+        commit = git_commit()
+        device = resolve_device(self.device_name) if self.executor_kind == "local" else None
         manifest = {
-            "run": run, "grid": plan.grid_name, "profile": plan.profile_name, "created": now(),
-            "finished": None, "status": "running", "hashbench_version": __version__, "git_commit": self._commit,
-            "device": str(self.device), "device_name": _device_name(self.device), "python": platform.python_version(),
+            "run": run, "grid": plan.grid_name, "grids": plan.members, "profile": plan.profile_name,
+            "created": now(), "finished": None, "status": "running", "hashbench_version": __version__,
+            "git_commit": commit, "device": str(device) if device else self.device_name,
+            "device_name": _device_name(device) if device else None, "python": platform.python_version(),
             "torch": torch.__version__, "platform": platform.platform(), "cells": len(plan.cells),
-            "command": " ".join(sys.argv),
+            "command": " ".join(sys.argv), "executor": self.executor_kind, "workers": self.workers,
+            "amp": plan.options.amp, "amp_attacks": plan.options.amp_attacks, "channels_last": self.channels_last,
         }
         write_json_atomic(folder / "run.json", manifest)
-        summary = RunSummary(run, folder, cells=len(plan.cells))
+        records = folder / "records"
         wanted = {c.cell_id for c in plan.cells}
-        for stale in (folder / "records").glob("*.json") if (folder / "records").exists() else []:
+        for stale in records.glob("*.json") if records.exists() else []:
             if stale.stem not in wanted:
                 stale.unlink()  # a record from an earlier version of this run's grid
-        with self.reporter.task(f"run {run}", len(plan.cells)) as advance:
-            for cell in plan.cells:
-                try:
-                    evaluation = self.artifact(cell.evaluate)
-                    write_json_atomic(folder / "records" / f"{cell.cell_id}.json", self._record(run, cell, evaluation))
-                except _StageFailed as exc:
-                    summary.failed.append({"cell_id": cell.cell_id, "error": str(exc)})
-                    self.reporter.log(f"FAILED {cell.cell_id}: {exc}")
-                    (folder / "records" / f"{cell.cell_id}.json").unlink(missing_ok=True)
-                advance(1)
-        summary.executed, summary.cached = dict(self._executed), dict(self._cached)
+        summary = RunSummary(run, folder, cells=len(plan.cells))
+        ctx = _RunState(self, plan, run, folder, commit, summary)
+        executor = self._executor(plan)
+        try:
+            with self.reporter.task(f"run {run}", len(plan.cells)) as advance:
+                ctx.advance = advance
+                ctx.schedule(executor)
+        finally:
+            executor.close()
+        summary.executed, summary.cached = dict(ctx.executed), dict(ctx.cached)
         summary.wall_s = time.perf_counter() - start
-        manifest.update(finished=now(), status="failed" if summary.failed else "complete", failed=summary.failed,
-                        stages={"executed": summary.executed_total, "cached": summary.cached_total,
-                                "executed_by_kind": summary.executed, "cached_by_kind": summary.cached},
-                        wall_s=summary.wall_s)
+        manifest.update(
+            finished=now(), status="failed" if summary.failed else "complete", failed=summary.failed,
+            stages={"executed": summary.executed_total, "cached": summary.cached_total,
+                    "executed_by_kind": summary.executed, "cached_by_kind": summary.cached, "log": ctx.log},
+            wall_s=summary.wall_s,
+        )
         write_json_atomic(folder / "run.json", manifest)
         return summary
 
-    def _record(self, run: str, cell: Cell, evaluation: Artifact) -> dict[str, Any]:
-        metas = {kind: self.artifact(stage).meta for kind, stage in cell.stages.items() if kind != "evaluate"}
+
+class LocalRunner(Runner):
+    """Runs a plan on this machine: sequentially, or with ``workers`` processes."""
+
+    def __init__(self, results_dir: str | Path, device: torch.device | str = "auto", reporter: Reporter | None = None,
+                 *, workers: int = 1, channels_last: bool = False) -> None:
+        super().__init__(results_dir, device, reporter, workers=workers, channels_last=channels_last)
+
+
+class _RunState:
+    """The bookkeeping of one run: which stages are needed, ready, in flight, done or failed."""
+
+    def __init__(self, runner: Runner, plan: Plan, run: str, folder: Path, commit: str | None,
+                 summary: RunSummary) -> None:
+        self.runner, self.plan, self.run, self.folder, self.commit = runner, plan, run, folder, commit
+        self.store = runner.store
+        self.summary = summary
+        self.order = {s.key: i for i, s in enumerate(plan.stages())}
+        self.stages: dict[str, Stage] = {}
+        self.dependents: dict[str, list[str]] = {}
+        self.cells_of: dict[str, list[Cell]] = {}
+        for cell in plan.cells:
+            for stage in cell.stages.values():
+                self.cells_of.setdefault(stage.key, []).append(cell)
+        self.state: dict[str, str] = {}  # key → pending / done / failed
+        self.ready: list[tuple[int, str]] = []
+        self.in_flight: set[str] = set()
+        self.busy: dict[str, tuple[float, int]] = {}  # key → (look again at, times found busy)
+        self.attempts: Counter[str] = Counter()
+        self.failures: dict[str, tuple[str, str, str | None]] = {}  # key → (message, failing stage kind, traceback)
+        self.executed: Counter[str] = Counter()
+        self.cached: Counter[str] = Counter()
+        self.log: list[dict[str, Any]] = []
+        self.finished_cells: set[str] = set()
+        self.advance = lambda n=1: None
+
+    # -- the DAG -----------------------------------------------------------------------------
+    def require(self, stage: Stage) -> None:
+        """Mark ``stage`` needed: done if stored, else pending along with its missing inputs."""
+        if self.state.get(stage.key) in ("pending", "done", "failed"):
+            return
+        self.stages[stage.key] = stage
+        if self.store.exists(stage.kind, stage.key):
+            self.state[stage.key] = "done"
+            self.cached[stage.kind] += 1
+            return
+        self.state[stage.key] = "pending"
+        for dep in stage.inputs.values():
+            self.dependents.setdefault(dep.key, []).append(stage.key)
+            self.require(dep)
+        self._maybe_ready(stage.key)
+
+    def _maybe_ready(self, key: str) -> None:
+        stage = self.stages[key]
+        if self.state.get(key) == "pending" and key not in self.in_flight and key not in self.busy \
+                and all(self.state.get(d.key) == "done" for d in stage.inputs.values()):
+            heapq.heappush(self.ready, (self.order.get(key, 0), key))
+
+    def _done(self, key: str) -> None:
+        self.state[key] = "done"
+        for dependent in self.dependents.get(key, []):
+            self._maybe_ready(dependent)
+        for cell in self.cells_of.get(key, []):
+            if cell.evaluate.key == key:
+                self._finish_cell(cell)
+
+    def _fail(self, key: str, message: str, kind: str, tb: str | None) -> None:
+        if self.state.get(key) == "failed":
+            return
+        self.state[key] = "failed"
+        self.failures[key] = (message, kind, tb)
+        for cell in self.cells_of.get(key, []):
+            self._finish_cell(cell)
+        for dependent in self.dependents.get(key, []):
+            upstream = message if message.startswith("upstream ") else f"upstream {kind} stage failed: {message}"
+            self._fail(dependent, upstream, kind, tb)
+
+    # -- the loop ----------------------------------------------------------------------------
+    def schedule(self, executor) -> None:
+        for cell in self.plan.cells:
+            self.require(cell.evaluate)
+        for cell in self.plan.cells:  # cells whose evaluation is already stored
+            if self.state.get(cell.evaluate.key) == "done":
+                self._finish_cell(cell)
+        while True:
+            while self.ready and len(self.in_flight) < executor.slots:
+                _, key = heapq.heappop(self.ready)
+                if self.state.get(key) != "pending" or key in self.in_flight or key in self.busy:
+                    continue  # a stale duplicate entry
+                self.in_flight.add(key)
+                executor.submit(self.stages[key])
+            if not self.in_flight and not self.ready:
+                if not self.busy:
+                    break
+                time.sleep(max(0.0, min(t for t, _ in self.busy.values()) - time.monotonic()))
+                self._recheck_busy()
+                continue
+            timeout = None
+            if self.busy:
+                timeout = max(0.0, min(t for t, _ in self.busy.values()) - time.monotonic())
+            for result in executor.wait(timeout):
+                self.in_flight.discard(result.key)
+                self._handle(result)
+            self._recheck_busy()
+
+    def _recheck_busy(self) -> None:
+        moment = time.monotonic()
+        for key, (when, _) in list(self.busy.items()):
+            if when > moment:
+                continue
+            del self.busy[key]
+            stage = self.stages[key]
+            if self.store.exists(stage.kind, key):  # the other process finished it
+                self.cached[stage.kind] += 1
+                self._done(key)
+            else:
+                self._maybe_ready(key)
+
+    def _handle(self, r: StageResult) -> None:
+        stage = self.stages[r.key]
+        if r.status in ("done", "failed"):
+            self.log.append({"kind": r.kind, "key": r.key, "status": r.status, "wall_s": r.wall_s,
+                             "peak_rss_mb": r.peak_rss_mb, "peak_gpu_mb": r.peak_gpu_mb, "device": r.device,
+                             "worker": r.worker, **({"error": r.error} if r.error else {})})
+        if r.status == "done":
+            self.executed[r.kind] += 1
+            self.runner.reporter.log(f"done  {stage.label}  {r.wall_s or 0.0:.1f}s")
+            self._done(r.key)
+        elif r.status == "cached":
+            self.cached[r.kind] += 1
+            self._done(r.key)
+        elif r.status == "busy":
+            _, times = self.busy.get(r.key, (0.0, 0))
+            self.busy[r.key] = (time.monotonic() + min(_POLL_S[1], _POLL_S[0] * 2**times), times + 1)
+        elif r.status == "failed":
+            self.runner.reporter.log(f"FAILED {stage.label}: {r.error}")
+            self._fail(r.key, r.error or "unknown error", r.kind, r.traceback)
+        elif r.status in ("missing", "lost"):
+            self.attempts[r.key] += 1
+            if self.attempts[r.key] >= MAX_ATTEMPTS:
+                why = "worker process died while running it (out of memory?)" if r.status == "lost" else r.error
+                self._fail(r.key, f"gave up after {MAX_ATTEMPTS} attempts: {why}", r.kind, None)
+                return
+            for key in r.missing:  # an input vanished from the store (removed as corrupt): make it again
+                self.state.pop(key, None)
+                self.require(self.stages[key])
+            self._maybe_ready(r.key)
+        else:
+            raise AssertionError(f"unknown stage status {r.status!r}")
+
+    # -- records -----------------------------------------------------------------------------
+    def _finish_cell(self, cell: Cell) -> None:
+        if cell.cell_id in self.finished_cells:
+            return
+        path = self.folder / "records" / f"{cell.cell_id}.json"
+        failed = [(k, s) for k, s in cell.stages.items() if self.state.get(s.key) == "failed"]
+        if failed:
+            _, stage = failed[0]
+            message, kind, tb = self.failures[stage.key]
+            self.summary.failed.append({"cell_id": cell.cell_id, "error": message, "stage": kind})
+            write_json_atomic(path, self._failed_record(cell, message, kind, tb))
+        else:
+            try:
+                record = self._record(cell)
+            except ArtifactError as exc:  # the stored evaluation is unreadable: make it again
+                self.store.remove(cell.evaluate.kind, cell.evaluate.key)
+                self.state.pop(cell.evaluate.key, None)
+                self.runner.reporter.log(f"recomputing {cell.evaluate.label}: {exc}")
+                self.require(cell.evaluate)
+                return
+            write_json_atomic(path, record)
+        self.finished_cells.add(cell.cell_id)
+        self.advance(1)
+
+    def _meta(self, stage: Stage) -> dict[str, Any] | None:
+        try:
+            return self.store.load_meta(stage.kind, stage.key)
+        except ArtifactError:
+            return None  # not in the store (e.g. removed after its consumers were made)
+
+    def _provenance(self, cell: Cell, metas: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
+        per_stage = {kind: {k: (metas[kind] or {}).get(k) for k in ("wall_s", "peak_rss_mb", "peak_gpu_mb", "device")}
+                     for kind in cell.stages}
+        # per stage: GPU memory where the stage ran on a GPU, else the process's resident set
+        peaks = {kind: s["peak_gpu_mb"] if s["peak_gpu_mb"] is not None else s["peak_rss_mb"]
+                 for kind, s in per_stage.items()}
+        train_meta = metas.get("train") or {}
+        split_meta = metas.get("split") or {}
+        return {
+            "hashbench_version": __version__, "git_commit": self.commit,
+            "python": platform.python_version(), "torch": torch.__version__,
+            "device": train_meta.get("device"),
+            "seeds": {"cell": cell.seed, **{k: s.spec["seed"] for k, s in cell.stages.items() if "seed" in s.spec}},
+            "split_hash": split_meta.get("hash"),
+            "dataset_fingerprint": cell.stages["split"].spec.get("fingerprint"),
+            "artifact_keys": {k: s.key for k, s in cell.stages.items()},
+            "plugins": {part: cell.stages[kind].spec[part]["origin"]
+                        for kind, part in (("train", "method"), ("train", "backbone"), ("defend", "defense"),
+                                           ("attack", "attack")) if kind in cell.stages},
+            "amp": cell.stages["train"].spec.get("amp"),
+            "peak_memory_mb": {kind: mb for kind, mb in peaks.items() if mb is not None},
+            "stages": per_stage,
+            "grid": cell.grid,
+            "created": now(),
+        }
+
+    def _failed_record(self, cell: Cell, message: str, kind: str, tb: str | None) -> dict[str, Any]:
+        metas = {k: self._meta(s) if self.state.get(s.key) == "done" else None for k, s in cell.stages.items()}
+        return {"schema_version": RECORD_SCHEMA_VERSION, "status": "failed", "run": self.run, "cell_id": cell.cell_id,
+                "cell": cell.coords, "error": message, "failed_stage": kind, "traceback": tb,
+                "provenance": self._provenance(cell, metas)}
+
+    def _record(self, cell: Cell) -> dict[str, Any]:
+        metas = {kind: self._meta(stage) for kind, stage in cell.stages.items()}
+        evaluation = metas["evaluate"]
+        if evaluation is None:
+            raise ArtifactError(f"evaluation {cell.evaluate.key[:12]} is unreadable")
         split = cell.stages["split"]
         attack_meta = metas.get("attack")
         perturbation = None
-        if attack_meta is not None:
-            t = self.artifact(cell.stages["attack"]).tensors
+        if "attack" in cell.stages and self.store.exists("attack", cell.stages["attack"].key):
+            t = self.store.load("attack", cell.stages["attack"].key).tensors
+            meta = attack_meta or {}
             perturbation = {"linf_max": float(t["linf"].max()), "l2_mean": float(t["l2"].mean()),
-                            "mse_mean": float(t["mse"].mean()), "epsilon": attack_meta["epsilon"],
-                            "bounded": attack_meta["bounded"]}
+                            "mse_mean": float(t["mse"].mean()), "epsilon": meta.get("epsilon"),
+                            "bounded": meta.get("bounded")}
         params = {"dataset": split.spec["dataset"]["params"], "split": split.spec["split"]}
         for kind in ("train", "defend", "attack"):
             if kind in cell.stages:
@@ -205,38 +411,22 @@ class LocalRunner:
                 for part in ("method", "backbone", "defense", "attack"):
                     if part in spec:
                         params[part] = spec[part]["params"]
-        plugins = {part: cell.stages[kind].spec[part]["origin"]
-                   for kind, part in (("train", "method"), ("train", "backbone"), ("defend", "defense"), ("attack", "attack"))
-                   if kind in cell.stages}
+        attack_spec = cell.evaluate.spec["attack"]
+        wall = lambda kind: (metas.get(kind) or {}).get("wall_s")  # noqa: E731
         return {
             "schema_version": RECORD_SCHEMA_VERSION,
-            "run": run,
+            "status": "ok",
+            "run": self.run,
             "cell_id": cell.cell_id,
             "cell": cell.coords,
-            "targeted": bool(attack_meta and attack_meta["targeted"]),
+            "targeted": bool(attack_spec and attack_spec["targeted"]),
             "params": params,
-            "metrics": evaluation.meta["metrics"],
+            "metrics": evaluation["metrics"],
             "perturbation": perturbation,
-            "timing": {"train_wall_s": metas["train"]["wall_s"],
-                       "defend_wall_s": metas["defend"]["wall_s"] if "defend" in metas else None,
-                       "attack_wall_s": attack_meta["wall_s"] if attack_meta else None,
-                       "evaluate_wall_s": evaluation.meta["wall_s"]},
-            "provenance": {
-                "hashbench_version": __version__, "git_commit": self._commit,
-                "python": platform.python_version(), "torch": torch.__version__,
-                "device": metas["train"].get("device", str(self.device)),
-                "seeds": {"cell": cell.seed, **{k: s.spec["seed"] for k, s in cell.stages.items() if "seed" in s.spec}},
-                "split_hash": metas["split"]["hash"],
-                "artifact_keys": {k: s.key for k, s in cell.stages.items()},
-                "plugins": plugins,
-                "peak_memory_mb": peak_memory_mb(self.device),
-                "created": now(),
-            },
+            "timing": {"train_wall_s": wall("train"), "defend_wall_s": wall("defend"),
+                       "attack_wall_s": wall("attack"), "evaluate_wall_s": wall("evaluate")},
+            "provenance": self._provenance(cell, metas),
         }
-
-
-class _StageFailed(HashbenchError):
-    pass
 
 
 def _device_name(device: torch.device) -> str:

@@ -4,10 +4,16 @@ An artifact is a folder ``<root>/<stage>/<key[:2]>/<key>/`` with ``tensors.safet
 ``meta.json`` and ``manifest.json`` (format version and the sha256 of both files).  It is
 written into a temporary sibling folder, fsynced, then renamed into place, so a reader sees
 either nothing or a complete artifact.  Reads verify the checksums; nothing is unpickled.
+
+Processes that share a store (the workers of one run, or two runs on one results folder)
+coordinate through one lock file per artifact (``<root>/locks/``, via ``filelock``): whoever
+holds the lock computes the artifact, the others wait or do other work.  The operating
+system releases a killed process's locks, so a crash never leaves a stage blocked.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -16,12 +22,13 @@ import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
+from filelock import FileLock
 from safetensors.torch import load_file, save_file
 
-from .errors import ArtifactError
+from .errors import ArtifactError, HashbenchError
 
 #: Bump when the layout or meaning of stored artifacts changes; part of every key.
 FORMAT_VERSION = 1
@@ -54,6 +61,37 @@ class NewerFormat(ArtifactError):
     """Written by a newer hashbench: refused, never guessed at."""
 
 
+class StoreWriteError(HashbenchError):
+    """An artifact, record or timing could not be written (disk full, read-only folder, quota).
+
+    The run stops: every later stage would fail the same way.  What was stored before is intact
+    (writes are atomic), so running again after freeing space resumes where it stopped.
+    """
+
+
+def write_failure(what: str, exc: OSError) -> StoreWriteError:
+    """A :class:`StoreWriteError` saying that writing ``what`` failed, and why (``disk full`` for ENOSPC)."""
+    reason = f"disk full ({exc})" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else str(exc)
+    return StoreWriteError(f"cannot write {what}: {reason}; free space and run again (finished stages are kept)")
+
+
+def _read_manifest(folder: Path) -> dict[str, Any]:
+    """The manifest of ``folder``; CorruptArtifact if unreadable, NewerFormat if from a newer hashbench."""
+    try:
+        manifest = json.loads((folder / _MANIFEST).read_text())
+    except (OSError, ValueError) as exc:
+        raise CorruptArtifact(f"{folder}: unreadable manifest ({exc})") from None
+    if not isinstance(manifest, dict) or isinstance(manifest.get("format"), bool) \
+            or not isinstance(manifest.get("format"), int):
+        raise CorruptArtifact(f"{folder}: manifest has no format version")
+    if manifest["format"] > FORMAT_VERSION:
+        raise NewerFormat(
+            f"{folder} was written by a newer hashbench (artifact format {manifest['format']}, this one reads "
+            f"{FORMAT_VERSION}); upgrade hashbench or use another results folder"
+        )
+    return manifest
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -78,9 +116,46 @@ def _fsync_dir(path: Path) -> None:
 class ArtifactStore:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+        #: called with the artifact's folder after its files are written, before it is renamed into
+        #: place (tests use it to kill a process in the middle of a write)
+        self.before_commit: Callable[[Path], None] | None = None
 
     def path(self, stage: str, key: str) -> Path:
         return self.root / stage / key[:2] / key
+
+    def lock(self, key: str) -> FileLock:
+        """The inter-process lock of one artifact; ``acquire(timeout=0)`` tries without waiting."""
+        path = self.root / "locks" / key[:2] / f"{key}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(path))
+
+    def file_lock(self, name: str) -> FileLock:
+        """A lock guarding a shared file of the store (e.g. ``timings.jsonl``)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.root / f".{name}.lock"))
+
+    def remove_partial(self, stage: str, key: str) -> None:
+        """Delete temporary folders of ``key`` left by a writer that died; call it holding :meth:`lock`."""
+        parent = self.path(stage, key).parent
+        if parent.is_dir():
+            for tmp in parent.glob(f".{key[:12]}-*"):
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    def load_meta(self, stage: str, key: str) -> dict[str, Any]:
+        """Only the artifact's metadata, checksum-verified (cheap: tensors are not read)."""
+        folder = self.path(stage, key)
+        manifest = _read_manifest(folder)
+        try:
+            digest = manifest["sha256"][_META]
+            data = (folder / _META).read_bytes()
+        except (OSError, KeyError, TypeError) as exc:
+            raise CorruptArtifact(f"{folder}: unreadable manifest or metadata ({exc})") from None
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise CorruptArtifact(f"{folder / _META}: checksum mismatch (truncated or modified)")
+        try:
+            return json.loads(data)
+        except ValueError as exc:
+            raise CorruptArtifact(f"{folder / _META}: cannot decode ({exc})") from None
 
     def exists(self, stage: str, key: str) -> bool:
         return (self.path(stage, key) / _MANIFEST).exists()
@@ -88,19 +163,14 @@ class ArtifactStore:
     def load(self, stage: str, key: str) -> Artifact:
         """Read and verify an artifact; raises CorruptArtifact or NewerFormat."""
         folder = self.path(stage, key)
-        try:
-            manifest = json.loads((folder / _MANIFEST).read_text())
-        except (OSError, ValueError) as exc:
-            raise CorruptArtifact(f"{folder}: unreadable manifest ({exc})") from None
-        version = manifest.get("format")
-        if not isinstance(version, int):
-            raise CorruptArtifact(f"{folder}: manifest has no format version")
-        if version > FORMAT_VERSION:
-            raise NewerFormat(
-                f"{folder} was written by a newer hashbench (artifact format {version}, this one reads "
-                f"{FORMAT_VERSION}); upgrade hashbench or use another results folder"
-            )
-        for name, digest in manifest.get("sha256", {}).items():
+        manifest = _read_manifest(folder)
+        digests = manifest.get("sha256")
+        needed = {_META} | ({_TENSORS} if (folder / _TENSORS).exists() else set())
+        # every file that will be read has a checksum, and nothing else is listed
+        if not isinstance(digests, dict) or not needed <= set(digests) <= {_META, _TENSORS}:
+            listed = sorted(digests) if isinstance(digests, dict) else digests
+            raise CorruptArtifact(f"{folder}: manifest lists checksums of {listed}, expected {sorted(needed)}")
+        for name, digest in digests.items():
             file = folder / name
             if not file.exists() or _sha256(file) != digest:
                 raise CorruptArtifact(f"{file}: checksum mismatch (truncated or modified)")
@@ -142,6 +212,8 @@ class ArtifactStore:
                 with open(p, "rb") as f:
                     os.fsync(f.fileno())
             _fsync_dir(tmp)
+            if self.before_commit is not None:
+                self.before_commit(tmp)
             try:
                 os.rename(tmp, final)
             except OSError:
@@ -156,4 +228,10 @@ class ArtifactStore:
         return final
 
     def remove(self, stage: str, key: str) -> None:
-        shutil.rmtree(self.path(stage, key), ignore_errors=True)
+        """Delete an artifact (corrupt, or superseded); never one written by a newer hashbench."""
+        folder = self.path(stage, key)
+        try:
+            _read_manifest(folder)
+        except CorruptArtifact:
+            pass  # unreadable or absent manifest: nothing there to protect
+        shutil.rmtree(folder, ignore_errors=True)

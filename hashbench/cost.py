@@ -1,0 +1,225 @@
+"""Cost model of a plan: FLOPs per stage, turned into seconds by what this device has shown.
+
+A stage's FLOPs are the backbone's forward FLOPs per image (counted once per backbone
+configuration with :class:`torch.utils.flop_counter.FlopCounterMode` on the meta device) times
+the number of image passes the stage makes:
+
+| stage | image passes (a backward pass counts as two forwards) |
+|---|---|
+| train | 3 · epochs · |train| |
+| defend | epochs · |train| · (6 + 3 · iterations): clean and adversarial forward/backward, PGD steps |
+| prepare | 3 · epochs · |train| (one training pass per epoch of the attack's own model) |
+| encode | |database| + |train| + |query| |
+| attack | |query| · (3 · iterations + 2) |
+| evaluate | Hamming ranking: 2 · |query| · |database| · bits (no images) |
+
+Seconds: for each stage kind and plugin, earlier runs on the same device give seconds per
+FLOP (``timings.jsonl``); without history, FLOPs divided by this device's measured matrix-multiply
+rate, which is a lower bound (networks reach a fraction of it).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import statistics
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from . import registries
+from .data.base import HashDataset
+from .store import ArtifactStore, canonical_json
+
+if TYPE_CHECKING:
+    from .plan import Plan, Stage
+
+GPU_KINDS = ("train", "defend", "prepare", "attack", "encode")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How many items a split has, and the image side."""
+
+    train: int
+    query: int
+    database: int
+    image_size: int
+
+
+def dataset_sizes(dataset: HashDataset, split_spec: dict[str, Any]) -> Sizes:
+    """Sizes of the split a ``split`` stage will draw (a predefined split wins, as in ``make_split``)."""
+    predefined = dataset.predefined_split()
+    if predefined is not None:
+        return Sizes(len(predefined.train), len(predefined.query), len(predefined.database), dataset.image_size)
+    query = split_spec["num_query"]
+    database = split_spec.get("num_database") or max(0, len(dataset) - query)
+    return Sizes(split_spec["num_train"], query, database, dataset.image_size)
+
+
+def declared_sizes(split_spec: dict[str, Any], num_items: int | None, image_size: int | None) -> Sizes | None:
+    """Sizes from a dataset's declaration, for data that is not present; ``None`` if unknown."""
+    if image_size is None or (num_items is None and split_spec.get("num_database") is None):
+        return None
+    query = split_spec["num_query"]
+    database = split_spec.get("num_database") or max(0, (num_items or 0) - query)
+    return Sizes(split_spec["num_train"], query, database, image_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _forward_flops(backbone_json: str, image_size: int, bits: int) -> int:
+    from .models.hash_model import HashModel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    backbone = json.loads(backbone_json)
+    params = dict(backbone["params"])
+    if "pretrained" in params:
+        params["pretrained"] = "none"  # counting needs the architecture only
+    plugin = registries.backbones.create(backbone["name"], params)
+    counter = FlopCounterMode(display=False)
+    try:  # meta tensors: no memory, no compute
+        with torch.device("meta"):
+            model = HashModel(plugin.build(image_size), bits)
+            x = torch.empty(1, 3, image_size, image_size)
+        with counter:
+            model(x)
+    except Exception:  # a backbone that cannot be built on the meta device: one real image
+        counter = FlopCounterMode(display=False)
+        model = HashModel(plugin.build(image_size), bits).eval()
+        with torch.no_grad(), counter:
+            model(torch.zeros(1, 3, image_size, image_size))
+    return int(counter.get_total_flops())
+
+
+def forward_flops(backbone: dict[str, Any], image_size: int, bits: int) -> int:
+    """FLOPs of one image's forward pass through the hash model (cached per backbone configuration)."""
+    spec = {"name": backbone["name"], "params": backbone["params"]}
+    return _forward_flops(canonical_json(spec), image_size, bits)
+
+
+def _train_stage(stage: Stage) -> Stage | None:
+    s: Stage | None = stage
+    while s is not None and s.kind != "train":
+        s = s.inputs.get("model") or s.inputs.get("encode")
+    return s
+
+
+def _param(spec: dict[str, Any], part: str, name: str, default: int) -> int:
+    value = (spec.get(part) or {}).get("params", {}).get(name)
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
+
+
+def stage_flops(stage: Stage, sizes: Sizes | None) -> int | None:
+    """The model's FLOP count of ``stage`` (see the module table); ``None`` if sizes are unknown."""
+    if stage.kind == "split":
+        return 0
+    train = _train_stage(stage)
+    if sizes is None or train is None:
+        return None
+    bits = train.spec["bits"]
+    if stage.kind == "evaluate":
+        return 2 * sizes.query * sizes.database * bits
+    f = forward_flops(train.spec["backbone"], sizes.image_size, bits)
+    spec = stage.spec
+    if stage.kind == "train":
+        passes = 3 * _param(spec, "method", "epochs", 1) * sizes.train
+    elif stage.kind == "defend":
+        passes = _param(spec, "defense", "epochs", 1) * sizes.train * (6 + 3 * _param(spec, "defense", "iterations", 0))
+    elif stage.kind == "prepare":
+        passes = 3 * _param(spec, "attack", "epochs", 1) * sizes.train
+    elif stage.kind == "encode":
+        passes = sizes.database + sizes.train + sizes.query
+    elif stage.kind == "attack":
+        passes = sizes.query * (3 * _param(spec, "attack", "iterations", 1) + 2)
+    else:
+        return None
+    return f * passes
+
+
+def split_stage(stage: Stage) -> Stage:
+    return stage if stage.kind == "split" else stage.inputs["split"]
+
+
+@functools.lru_cache(maxsize=4)
+def matmul_flops_per_s(device: str) -> float:
+    """This device's fp32 matrix-multiply rate, measured now (a few milliseconds)."""
+    dev = torch.device(device)
+    n = 512
+    a = torch.randn(n, n, device=dev)
+    (a @ a).sum().item()  # warm-up
+    reps = 8
+    start = time.perf_counter()
+    for _ in range(reps):
+        b = a @ a
+    b.sum().item()  # waits for asynchronous devices
+    return 2 * n**3 * reps / max(time.perf_counter() - start, 1e-9)
+
+
+@dataclass
+class KindEstimate:
+    """One row of ``hashbench plan``."""
+
+    stage: str
+    total: int
+    cached: int
+    to_run: int
+    flops: int | None  # FLOPs of the stages to run; None if any is unknown
+    estimated_s: float | None
+    basis: str | None  # "timings", "flops", "timings+flops", or None when nothing is known
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"stage": self.stage, "total": self.total, "cached": self.cached, "to_run": self.to_run,
+                "flops": self.flops, "estimated_s": self.estimated_s, "basis": self.basis}
+
+
+def estimate_plan(plan: Plan, store: ArtifactStore, device: torch.device, history: list[dict[str, Any]]) -> list[KindEstimate]:
+    """Per stage kind: how many stages, how many are in ``store``, and the estimated time of the rest.
+
+    ``history`` is :func:`hashbench.timings.read_timings` of the store; only rows of this
+    device count.
+    """
+    from .plan import STAGE_KINDS
+    from .timings import device_label, stage_plugin
+
+    label = device_label(device)
+    rows = [r for r in history if r.get("device_label") == label or (r.get("device_label") is None and r.get("device") == device.type)]
+    per_flop: dict[tuple[str, str], list[float]] = {}
+    seconds: dict[tuple[str, str], list[float]] = {}
+    for r in rows:
+        key = (r["kind"], r.get("plugin", ""))
+        seconds.setdefault(key, []).append(float(r["wall_s"]))
+        if r.get("flops"):
+            per_flop.setdefault(key, []).append(float(r["wall_s"]) / float(r["flops"]))
+    by_kind_per_flop = {k: [v for (kind, _), vs in per_flop.items() if kind == k for v in vs] for k in STAGE_KINDS}
+
+    stages = plan.stages()
+    out = []
+    for kind in STAGE_KINDS:
+        of_kind = [s for s in stages if s.kind == kind]
+        if not of_kind:
+            continue
+        todo = [s for s in of_kind if not store.exists(kind, s.key)]
+        total_flops: int | None = 0
+        total_s: float | None = 0.0
+        bases = set()
+        for stage in todo:
+            flops = stage_flops(stage, plan.sizes.get(split_stage(stage).key))
+            total_flops = None if flops is None or total_flops is None else total_flops + flops
+            key = (kind, stage_plugin(stage))
+            if flops and (per_flop.get(key) or by_kind_per_flop[kind]):
+                ratio = statistics.median(per_flop.get(key) or by_kind_per_flop[kind])
+                estimate, basis = flops * ratio, "timings"
+            elif seconds.get(key):
+                estimate, basis = statistics.median(seconds[key]), "timings"
+            elif flops is not None:
+                estimate, basis = flops / matmul_flops_per_s(str(device)), "flops"
+            else:
+                estimate, basis = None, None
+            bases.add(basis)
+            total_s = None if estimate is None or total_s is None else total_s + estimate
+        basis = None if None in bases or not bases else "+".join(sorted(bases))
+        out.append(KindEstimate(kind, len(of_kind), len(of_kind) - len(todo), len(todo), total_flops,
+                                total_s if todo else 0.0, basis))
+    return out

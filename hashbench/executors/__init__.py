@@ -1,0 +1,13 @@
+"""Where stages run: in this process, in a pool of local processes, or as Ray tasks.
+
+Every executor runs a stage through the same :class:`~hashbench.executors.worker.StageWorker`
+(lock the artifact, skip it if another process made it, run it, measure it, store it), so
+the three produce the same artifacts and records.  The coordinator
+(:class:`hashbench.runner.Runner`) decides what is ready; an executor only runs it.
+"""
+
+from __future__ import annotations
+
+from .worker import StageResult, StageWorker, WorkerConfig, resolve_device
+
+__all__ = ["StageResult", "StageWorker", "WorkerConfig", "resolve_device"]

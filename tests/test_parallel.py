@@ -1,0 +1,83 @@
+"""Parallel execution: --workers N, and several runs sharing one results folder."""
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import torch
+
+from hashbench.executors.parallel import threads_per_worker
+from hashbench.runner import LocalRunner
+from hashbench.store import ArtifactStore
+from runner_helpers import SMALL_STAGES, metrics, small_cli_args, small_plan, timings
+
+
+@pytest.fixture(scope="module")
+def sequential(tmp_path_factory, config):
+    """The small grid run in this process with the thread count a worker of two gets."""
+    root = tmp_path_factory.mktemp("sequential")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(threads_per_worker(2))  # same threads, so the same float reductions
+    try:
+        LocalRunner(root, "cpu").run(small_plan(config), "smoke")
+    finally:
+        torch.set_num_threads(threads)
+    return root
+
+
+def test_two_workers_give_the_same_records(sequential, config, tmp_path):
+    summary = LocalRunner(tmp_path, "cpu", workers=2).run(small_plan(config), "smoke")
+    assert summary.executed == SMALL_STAGES and not summary.failed
+    assert metrics("smoke", tmp_path) == metrics("smoke", sequential)
+    keys = [t["key"] for t in timings(tmp_path)]
+    assert len(keys) == len(set(keys)) == sum(SMALL_STAGES.values())  # no stage ran twice
+    assert all(t["pid"] != os.getpid() for t in timings(tmp_path))  # they ran in the worker processes
+
+
+def test_a_stage_another_process_holds_is_waited_for_not_repeated(sequential, config, tmp_path):
+    """While 'another process' holds the clean model's lock and stores it, the runner waits, then uses it."""
+    plan = small_plan(config, ["defenses=[none]", "attacks=[]"])
+    train = plan.cells[0].stages["train"]
+    store = ArtifactStore(tmp_path / "store")
+    lock = store.lock(train.key)
+    lock.acquire()
+    released = {}
+
+    def other_process():
+        time.sleep(1.0)
+        source = ArtifactStore(sequential / "store").path("train", train.key)
+        target = store.path("train", train.key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(source, target)
+        released["at"] = time.time()
+        lock.release()
+
+    thread = threading.Thread(target=other_process)
+    thread.start()
+    summary = LocalRunner(tmp_path, "cpu").run(plan, "waited")
+    thread.join()
+    assert "train" not in summary.executed and summary.cached == {"train": 1}
+    assert summary.executed == {"split": 1, "encode": 1, "evaluate": 1} and not summary.failed
+    encode = next(t for t in timings(tmp_path) if t["kind"] == "encode")
+    assert encode["time"] >= released["at"]  # the model's consumers ran only after it appeared
+    assert metrics("waited", tmp_path) == {k: v for k, v in metrics("smoke", sequential).items() if k in metrics("waited", tmp_path)}
+
+
+def test_two_runs_on_one_results_folder_share_the_work(sequential, tmp_path):
+    command = [sys.executable, "-m", "hashbench.cli", "run", *small_cli_args(), "--device", "cpu", "--quiet",
+               "--no-report", "--results-dir", str(tmp_path)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads_per_worker(2))}
+    procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+             for _ in range(2)]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    executed = [int(o.split(" stages executed")[0].rsplit(" ", 1)[1]) for o in outputs]
+    total = sum(SMALL_STAGES.values())
+    keys = [t["key"] for t in timings(tmp_path)]
+    assert len(keys) == len(set(keys)) == total  # every stage executed exactly once overall
+    assert sum(executed) == total
+    assert metrics("smoke", tmp_path) == metrics("smoke", sequential)
