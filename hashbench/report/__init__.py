@@ -1,7 +1,15 @@
-"""Reports of a run: a self-contained HTML page with tables and figures, and a CSV export."""
+"""Reports of a run: a self-contained HTML page (paper-layout tables, leaderboard, figures, examples,
+provenance) and LaTeX, Markdown, JSON and CSV exports.
+
+Modules, one job each: :mod:`.data` reads a run, :mod:`.tables` aggregates seeds,
+:mod:`.paper` holds the papers' numbers, :mod:`.layouts` lays out the papers' tables,
+:mod:`.leaderboard` ranks models, :mod:`.figures` draws SVG figures, :mod:`.examples` collects
+example queries, :mod:`.html` and :mod:`.export` render, :mod:`.build` assembles and writes.
+"""
 
 from __future__ import annotations
 
-from .html import render_html, write_report
+from .build import OUTPUTS, Report, build_report, write_report
+from .html import render_html
 
-__all__ = ["render_html", "write_report"]
+__all__ = ["OUTPUTS", "Report", "build_report", "render_html", "write_report"]

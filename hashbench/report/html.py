@@ -1,59 +1,58 @@
-"""The report of a run: one self-contained HTML page (inline CSS and SVG) and an optional CSV.
+"""The report as one self-contained HTML page: inline CSS, inline SVG figures, ``data:`` images and
+one small inline script (table sorting, toggles); a Content-Security-Policy forbids everything else.
 
-The page is built from a plain view model, one ``_*_view`` function per part of the page, so
-a new view is one function plus one template block.  Every string that comes from records,
-the manifest or plugins reaches the page through Jinja2 autoescaping; the only markup
-passed through unescaped is the SVG that :mod:`.figures` generates, whose text matplotlib
-escapes itself.
+The page is built from a plain view model, one ``_*_view`` function per part of the page.
+Every string that comes from records, the manifest or plugins reaches the page through Jinja2
+autoescaping; the only markup passed through unescaped is the SVG that :mod:`.figures`
+generates (matplotlib escapes its text) and the script shipped with this package.
 """
 
 from __future__ import annotations
 
-import contextlib
+import base64
 import functools
+import hashlib
 import math
-import os
-import tempfile
+import numbers
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from ..errors import UserError
-from ..results import COLUMNS, flatten, read_manifest, read_records, run_dir
-from .figures import pn_figure, pr_figure
-from .tables import CLEAN, iter_groups, map_table, perturbation_table, targeted_attacks
+from ..plan import STAGE_KINDS
+from .build import Report, build_report
+from .data import Failure, RunData
+from .examples import Example, ExampleQuery, ImagePool, examples
+from .figures import curves_figure, defense_colors, scatter_figure
+from .layouts import MISSING, Cell, Layout, fmt, make_cell
+from .leaderboard import Board
+from .names import CLEAN, label, model_label, ordered
+from .paper import PaperNumbers
+from .tables import group_rows
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 TEMPLATE = "report.html.j2"
+SCRIPT = "report.js"
 
-CURVE_COLUMNS = ("pr_recall", "pr_precision", "pn_n", "pn_precision")
-#: Columns of ``results.csv``: the tidy frame without its list-valued curve columns.
-CSV_COLUMNS = [c for c in COLUMNS if c not in CURVE_COLUMNS]
-
-MISSING = "–"
-
-# Manifest keys shown in the provenance panel, in this order, with their labels.
+# Manifest keys shown first in the provenance panel, with their labels; other keys follow.
 MANIFEST_FIELDS = {
     "git_commit": "git commit",
     "hashbench_version": "hashbench",
     "python": "python",
     "torch": "torch",
     "device": "device",
+    "device_name": "device name",
     "platform": "platform",
+    "command": "command",
     "created": "created",
     "finished": "finished",
+    "wall_s": "wall time (s)",
 }
-# Per-cell provenance keys shown first; any other key a record carries follows them.
-CELL_FIELDS = {
-    "seeds": "seeds",
-    "split_hash": "split hash",
-    "artifact_keys": "artifact keys",
-    "plugins": "plugins",
-}
+# Manifest keys shown elsewhere on the page.
+MANIFEST_ELSEWHERE = {"failed", "stages", "run", "grid", "profile", "status", "cells"}
 
 
 @functools.lru_cache(maxsize=1)
@@ -68,32 +67,23 @@ def _environment() -> Environment:
     )
 
 
+@functools.lru_cache(maxsize=1)
+def _script() -> tuple[str, str]:
+    """The inline script and its CSP hash (``sha256-…``)."""
+    code = (TEMPLATE_DIR / SCRIPT).read_text(encoding="utf-8")
+    digest = base64.b64encode(hashlib.sha256(code.encode("utf-8")).digest()).decode("ascii")
+    return code, f"sha256-{digest}"
+
+
+# --- formatting -----------------------------------------------------------------------------------
+
 def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _fmt(value: Any, spec: str = "") -> str:
-    return MISSING if _missing(value) else format(value, spec)
-
-
-def _fmt_pct(mean: float, std: float, n: int) -> str:
-    if _missing(mean):
-        return MISSING
-    if n > 1 and not _missing(std):
-        return f"{mean:.2f} ± {std:.2f}"
-    return f"{mean:.2f}"
-
-
-def _fmt_pixels(value: Any) -> str:
-    # Budgets are usually quoted as k/255; show both.
-    return MISSING if _missing(value) else f"{value:.4f} ({value * 255:.2f}/255)"
-
-
-def _fmt_value(value: Any) -> str | list[tuple[str, str]]:
-    """A provenance value as text, or a dict as ``(key, text)`` pairs."""
-    if isinstance(value, Mapping):
-        return [(str(k), _flat(v)) for k, v in value.items()]
-    return _flat(value)
+def _num(value: float | None, *, signed: bool = False) -> str:
+    """A percentage for the page, with a typographic minus."""
+    return fmt(value, signed=signed).replace("-", "\u2212")
 
 
 def _flat(value: Any) -> str:
@@ -104,186 +94,337 @@ def _flat(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return " ".join(_flat(v) for v in value)
     if isinstance(value, float):
-        return f"{value:g}"
+        return f"{value:.4g}"
     return str(value)
 
 
-def _summary_view(manifest: Mapping[str, Any], records: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    failed = manifest.get("failed") or []
+def _pixels(value: float | None) -> str:
+    # Budgets are quoted as k/255 (the exact value is in the cell's tooltip).
+    return MISSING if _missing(value) else f"{value * 255:.2f}/255"
+
+
+def _sort_value(value: Any) -> str:
+    return "" if _missing(value) else repr(float(value))
+
+
+# --- views ----------------------------------------------------------------------------------------
+
+def _cell_view(cell: Cell, papers: PaperNumbers, delta: bool = False) -> dict[str, Any]:
+    title = [f"{cell.n} seed{'s' if cell.n != 1 else ''}"] if cell.n else ["not run"]
+    ref = None
+    if cell.paper_value is not None:
+        diff = cell.difference
+        source = cell.paper.source if cell.paper else "paper difference"
+        dagger = cell.backbone_differs
+        if cell.paper is not None:
+            title.append(f"{source}: {cell.paper_value:.2f}" + (
+                f" (paper backbone: {label('backbone', cell.paper.backbone)})" if dagger else ""))
+        ref = {"value": _num(cell.paper_value, signed=delta),
+               "diff": _num(diff, signed=True) if diff is not None else None,
+               "sign": "" if diff is None else ("pos" if diff > 0 else "neg" if diff < 0 else "zero"),
+               "dagger": dagger, "source": source}
+    return {
+        "text": _num(cell.value, signed=delta),
+        "std": _num(cell.std) if cell.std is not None else None,
+        "best": cell.best,
+        "v": _sort_value(cell.value),
+        "title": "; ".join(title),
+        "ref": ref,
+    }
+
+
+def _layout_view(layout: Layout, papers: PaperNumbers) -> dict[str, Any]:
+    return {
+        "id": layout.id,
+        "title": layout.title,
+        "caption": layout.caption,
+        "paper_tables": layout.paper_tables,
+        "row_header": layout.row_header,
+        "spans": layout.header_spans,
+        "columns": layout.columns,
+        "groups": [{"label": g.label, "rows": [
+            {"label": r.label, "kind": r.kind, "note": r.note,
+             "cells": [_cell_view(c, papers, delta=r.kind == "delta") for c in r.cells]} for r in g.rows]}
+            for g in layout.groups],
+        "has_paper": any(c.paper_value is not None for c in layout.cells()),
+    }
+
+
+def _layout_sections(report: Report) -> list[dict[str, Any]]:
+    kinds = [
+        ("cgat-1-3", "Tables 1–3 layout: MAP per dataset and code length",
+         "Rows: the undefended victim, then each defense, grouped by code length, with CgAT's Δ row "
+         "(CgAT − ATRDH); columns: clean queries and every attack."),
+        ("cgat-4", "Table 4 layout: attack strength",
+         "MAP under every attack, including CgAT's center-guided attack, per dataset and defense."),
+        ("cgat-5", "Table 5 layout: other hashing methods",
+         "Each hashing method undefended and with each defense."),
+        ("saat-1", "SAAT Table I layout: attacks on the undefended model",
+         "MAP for non-targeted attacks, t-MAP for targeted attacks, per dataset and code length."),
+        ("saat-2", "SAAT Table II layout: after adversarial training",
+         "Clean MAP and non-targeted attacks against each defended model."),
+    ]
+    sections = []
+    for kind, title, intro in kinds:
+        layouts = [_layout_view(t, report.papers) for t in report.layouts if t.kind == kind]
+        if kind == "cgat-5" and not layouts:
+            intro = "Appears when a run trains more than one hashing method on the same dataset, backbone and bits."
+        if layouts or kind == "cgat-5":
+            sections.append({"id": f"layout-{kind}", "title": title, "intro": intro, "tables": layouts})
+    return sections
+
+
+def _leaderboard_view(boards: list[Board]) -> list[dict[str, Any]]:
+    views = []
+    for board in boards:
+        entries = []
+        for e in board.entries:
+            entries.append({
+                "rank": e.rank, "model": model_label(e.method, e.defense, with_method=True),
+                "backbone": label("backbone", e.backbone), "bits": e.bits,
+                "clean": _num(e.clean), "clean_std": _num(e.clean_std) if e.clean_std is not None else None,
+                "clean_v": _sort_value(e.clean),
+                "robust": _num(e.robust), "robust_std": _num(e.robust_std) if e.robust_std is not None else None,
+                "robust_v": _sort_value(e.robust),
+                "strongest": label("attack", e.strongest) if e.strongest else MISSING,
+                "attacks": len(e.attacks), "missing": ", ".join(label("attack", a) for a in e.missing),
+                "seeds": e.seeds,
+            })
+        views.append({"dataset": label("dataset", board.dataset), "attacks": len(board.attacks),
+                      "attack_names": ", ".join(label("attack", a) for a in board.attacks), "entries": entries})
+    return views
+
+
+def _figures_view(report: Report) -> dict[str, Any]:
+    frame = report.run.frame
+    colors = defense_colors(ordered("defense", frame["defense"]) if not frame.empty else [])
+    groups = []
+    for i, group in enumerate(report.stats.groups(), start=1):
+        dataset, method, backbone, bits = group
+        attacks = report.figure_attacks.get(group, [])
+        if not attacks:
+            continue
+        rows = group_rows(frame, group)
+        title = (f"{label('dataset', dataset)} · {label('method', method)} · {label('backbone', backbone)} · "
+                 f"{bits} bits")
+        groups.append({
+            "title": title,
+            "attacks": ", ".join(label("attack", a) for a in attacks),
+            # Trusted: generated by .figures, with matplotlib escaping every text element.
+            "svg": Markup(curves_figure(rows, attacks, colors=colors, fig_id=f"f{i}",
+                                        title=f"Precision-recall and precision@N curves, {title}")),
+        })
+    scatter = Markup(scatter_figure(report.boards, colors=colors, fig_id="scatter")) if report.boards else None
+    return {"scatter": scatter, "groups": groups}
+
+
+def _retrieved_view(items: list) -> list[dict[str, Any]]:
+    return [{"index": r.index, "relevant": r.relevant, "image": r.image} for r in items]
+
+
+def _query_view(q: ExampleQuery) -> dict[str, Any]:
+    precision = ExampleQuery.precision
+    return {
+        "adversarial": q.adversarial, "perturbation": q.perturbation,
+        "amplification": f"×{q.amplification:.0f}" if q.amplification else None,
+        "linf": f"{q.linf:.0f}/255" if q.linf is not None else None,
+        "before": _retrieved_view(q.before), "after": _retrieved_view(q.after),
+        "p_before": f"{precision(q.before):.0%}" if q.before else MISSING,
+        "p_after": f"{precision(q.after):.0%}" if q.after else MISSING,
+    }
+
+
+_DATA_URI = re.compile(r"data:image/(png|jpeg);base64,[A-Za-z0-9+/=]*")
+
+
+def _image_css(pool: ImagePool) -> Markup:
+    """One CSS rule per pooled image: ``.imN{background-image:url(data:…)}``."""
+    rules = []
+    for key, uri in pool.uris.items():
+        if not _DATA_URI.fullmatch(uri):  # only base64 data URIs, which need no escaping inside url()
+            raise ValueError(f"not a base64 image data URI: {uri[:40]}")
+        rules.append(f".{key}{{background-image:url({uri})}}")
+    return Markup("\n".join(rules))
+
+
+def _examples_view(found: list[Example]) -> list[dict[str, Any]]:
+    views = []
+    for i, example in enumerate(found, start=1):
+        queries = []
+        for q in range(example.num_queries):
+            index, clean = example.clean(q)
+            queries.append({"index": index, "clean": clean, "rows": [
+                {"label": row.label, **_query_view(row.queries[q])} for row in example.rows if q < len(row.queries)]})
+        notes = list(dict.fromkeys(note for row in example.rows for note in row.missing))
+        views.append({"id": f"example-{i}", "title": example.title, "missing": notes, "queries": queries})
+    return views
+
+
+def _details_view(report: Report) -> list[dict[str, Any]]:
+    views = []
+    for group in report.stats.groups():
+        dataset, method, backbone, bits = group
+        rows = []
+        for defense in report.stats.values("defense", dataset=dataset, method=method, backbone=backbone, bits=bits):
+            for attack in report.stats.values("attack", dataset=dataset, method=method, backbone=backbone, bits=bits,
+                                              defense=defense):
+                stat = report.stats.get(dataset, method, backbone, bits, defense, attack)
+                if stat is None:
+                    continue
+                p = stat.perturbation
+                cell = make_cell(report.stats, report.papers, dataset, method, backbone, bits, defense, attack)
+                ref, diff = cell.paper, cell.difference
+                rows.append({
+                    "defense": model_label(method, defense), "attack": label("attack", attack),
+                    "map": _num(stat.map), "map_std": _num(stat.map_std) if stat.map_std is not None else None,
+                    "map_v": _sort_value(stat.map),
+                    "t_map": _num(stat.t_map), "t_map_v": _sort_value(stat.t_map),
+                    "t_map_std": _num(stat.t_map_std) if stat.t_map_std is not None else None,
+                    "epsilon": _pixels(p["epsilon"]), "linf": _pixels(p["linf_max"]),
+                    "epsilon_exact": _flat(p["epsilon"]), "linf_exact": _flat(p["linf_max"]),
+                    "l2": _flat(p["l2_mean"]), "mse": _flat(p["mse_mean"]),
+                    "time": MISSING if p["attack_wall_s"] is None else f"{p['attack_wall_s']:.2f}",
+                    "time_v": _sort_value(p["attack_wall_s"]), "n": stat.n,
+                    "paper": _num(ref.value) if ref else MISSING, "paper_source": ref.source if ref else "",
+                    "diff": _num(diff, signed=True) if diff is not None else MISSING,
+                    "diff_v": _sort_value(diff),
+                })
+        views.append({"title": f"{label('dataset', dataset)} · {label('method', method)} · "
+                               f"{label('backbone', backbone)} · {bits} bits", "rows": rows})
+    return views
+
+
+def _summary_view(run: RunData) -> list[tuple[str, str]]:
+    manifest = run.manifest
     stages = manifest.get("stages") or {}
     items = [
         ("grid", manifest.get("grid")),
         ("profile", manifest.get("profile")),
-        ("device", manifest.get("device")),
-        ("created", manifest.get("created")),
+        ("status", manifest.get("status")),
+        ("device", manifest.get("device_name") or manifest.get("device")),
         ("finished", manifest.get("finished")),
-        ("cells", manifest.get("cells", len(records))),
-        ("records", len(records)),
-        ("failed", len(failed)),
+        ("cells", manifest.get("cells", len(run.records) + len(run.failures))),
+        ("evaluated", len(run.records)),
+        ("failed", len(run.failures)),
     ]
+    if isinstance(manifest.get("wall_s"), numbers.Real):
+        items.append(("wall time", f"{manifest['wall_s']:.1f} s"))
     if stages:
         counts = [(k, stages[k]) for k in ("executed", "cached") if isinstance(stages.get(k), int)]
         items.append(("stages", ", ".join(f"{v} {k}" for k, v in counts)))
-    return [(label, _flat(value)) for label, value in items if value is not None]
+    return [(name, _flat(value)) for name, value in items if value is not None]
 
 
-def _map_view(table: pd.DataFrame, targeted: list[str]) -> dict[str, Any]:
-    attacks = list(dict.fromkeys(table.columns.get_level_values("attack")))
-    columns = [{"name": "Clean" if a == CLEAN else a, "targeted": a in targeted} for a in attacks]
-    rows = []
-    for defense, values in table.iterrows():
-        cells = []
-        for attack in attacks:
-            v = values[attack]
-            n = int(v["n"])
-            cells.append({
-                "text": _fmt_pct(v["map"], v["map_std"], n),
-                "best": bool(v["best"]),
-                "t_map": _fmt_pct(v["t_map"], v["t_map_std"], n) if attack in targeted else None,
-                "n": n,
-            })
-        rows.append({"defense": str(defense), "cells": cells})
-    return {"columns": columns, "rows": rows}
+def _value_view(value: Any) -> str | list[tuple[str, str]]:
+    """A provenance value as text, or a mapping as ``(key, text)`` pairs."""
+    if isinstance(value, Mapping):
+        return [(str(k), _flat(v)) for k, v in value.items()]
+    return _flat(value)
 
 
-def _perturbation_view(table: pd.DataFrame | None) -> list[dict[str, Any]]:
-    if table is None:
-        return []
-    return [
-        {
-            "defense": str(defense),
-            "attack": str(attack),
-            "epsilon": _fmt_pixels(v["epsilon"]),
-            "linf_max": _fmt_pixels(v["linf_max"]),
-            "l2_mean": _fmt(v["l2_mean"], ".4g"),
-            "mse_mean": _fmt(v["mse_mean"], ".4g"),
-            "attack_wall_s": _fmt(v["attack_wall_s"], ".2f"),
-            "n": int(v["n"]),
-        }
-        for (defense, attack), v in table.iterrows()
-    ]
+def _manifest_view(manifest: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    keys = [k for k in MANIFEST_FIELDS if k in manifest]
+    keys += sorted(k for k in manifest if k not in MANIFEST_FIELDS and k not in MANIFEST_ELSEWHERE)
+    return [(MANIFEST_FIELDS.get(k, k.replace("_", " ")), _value_view(manifest[k])) for k in keys]
 
 
-def _group_views(df: pd.DataFrame) -> list[dict[str, Any]]:
-    map_tables = map_table(df)
-    perturbation_tables = perturbation_table(df)
+def _per_stage(record: Mapping[str, Any], suffix: str, stage_field: str) -> dict[str, float]:
+    """Per-stage numbers of a record, from whichever of these it has: ``provenance.stages.<kind>.<stage_field>``,
+    a ``<stage_field>`` mapping (stage → number; a single number is labelled ``run``) in ``provenance`` or
+    ``timing``, and ``<kind><suffix>`` keys of ``timing``."""
+    found: dict[str, float] = {}
+    provenance = record.get("provenance") or {}
+    for kind, numbers_of in (provenance.get("stages") or {}).items():
+        value = (numbers_of or {}).get(stage_field) if isinstance(numbers_of, Mapping) else None
+        if isinstance(value, numbers.Real):
+            found[str(kind)] = float(value)
+    for section in (provenance, record.get("timing") or {}):
+        value = section.get(stage_field)
+        if isinstance(value, Mapping):
+            for kind, number in value.items():
+                if isinstance(number, numbers.Real):
+                    found.setdefault(str(kind), float(number))
+        elif isinstance(value, numbers.Real):
+            found.setdefault("run", float(value))
+        for key, number in section.items():
+            if key.endswith(suffix) and key != suffix.lstrip("_") and isinstance(number, numbers.Real):
+                found.setdefault(key[: -len(suffix)], float(number))
+    return found
+
+
+def _stage_text(values: Mapping[str, float], unit: str, spec: str) -> str:
+    """``stage value unit`` pairs in pipeline order (stages the planner does not know last)."""
+    order = sorted(values, key=lambda k: (STAGE_KINDS.index(k) if k in STAGE_KINDS else len(STAGE_KINDS), k))
+    return " · ".join(f"{stage} {values[stage]:{spec}}{unit}" for stage in order) or MISSING
+
+
+def _cells_view(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     views = []
-    for i, (key, rows) in enumerate(iter_groups(df), start=1):
-        dataset, method, backbone, bits = key
+    for record in records:
+        provenance = record.get("provenance") or {}
+        keys = provenance.get("artifact_keys") or {}
+        walls = _per_stage(record, "_wall_s", "wall_s")
+        memory = _per_stage(record, "_peak_memory_mb", "peak_memory_mb")
         views.append({
-            "anchor": f"group-{i}",
-            "title": f"{dataset} · {method} · {backbone} · {bits} bits",
-            "map": _map_view(map_tables[key], targeted_attacks(rows)),
-            # Trusted: generated by .figures, with matplotlib escaping every text element.
-            "pr_svg": Markup(pr_figure(rows, fig_id=f"g{i}-pr")),
-            "pn_svg": Markup(pn_figure(rows, fig_id=f"g{i}-pn")),
-            "perturbation": _perturbation_view(perturbation_tables.get(key)),
+            "id": str(record.get("cell_id", MISSING)),
+            "seeds": _flat(provenance.get("seeds")),
+            "split_hash": _flat(provenance.get("split_hash")),
+            "artifacts": [(str(stage), str(key)[:12], str(key)) for stage, key in keys.items()],
+            "wall": _stage_text(walls, " s", ".2f"),
+            "wall_v": _sort_value(sum(walls.values())) if walls else "",
+            "memory": _stage_text(memory, " MB", ".0f"),
+            "memory_v": _sort_value(max(memory.values())) if memory else "",
+            "device": _flat(provenance.get("device")),
+            "plugins": _flat(provenance.get("plugins")),
+            "commit": _flat(provenance.get("git_commit")),
         })
     return views
 
 
-def _provenance_view(manifest: Mapping[str, Any]) -> list[tuple[str, str]]:
-    return [(label, _flat(manifest[key])) for key, label in MANIFEST_FIELDS.items() if key in manifest]
+def _failures_view(failures: list[Failure]) -> list[dict[str, Any]]:
+    return [{"id": f.cell_id, "error": f.error, "stage": f.stage, "traceback": f.traceback,
+             "cell": " · ".join(f"{k} {v}" for k, v in f.cell.items()) if f.cell else ""} for f in failures]
 
 
-def _cell_views(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _references_view(report: Report) -> list[dict[str, str]]:
+    used = {c.paper.table_id for t in report.layouts for c in t.cells() if c.paper is not None}
     views = []
-    for record in records:
-        cell = record.get("cell") or {}
-        provenance = record.get("provenance") or {}
-        fields = [(str(k), _fmt_value(v)) for k, v in cell.items()]
-        fields.append(("targeted", _flat(record.get("targeted"))))
-        keys = [k for k in CELL_FIELDS if k in provenance] + [k for k in provenance if k not in CELL_FIELDS]
-        fields += [(CELL_FIELDS.get(k, k.replace("_", " ")), _fmt_value(provenance[k])) for k in keys]
-        views.append({"id": str(record.get("cell_id", MISSING)), "fields": fields})
+    for key, meta in report.papers.papers.items():
+        tables = [(t["table"], t["note"]) for tid, t in report.papers.tables.items()
+                  if t["paper"] == key and tid in used]
+        views.append({"short": meta.get("short", key), "citation": meta.get("citation", ""),
+                      "tables": [{"name": n, "note": note} for n, note in tables]})
     return views
 
 
-def _failure_views(manifest: Mapping[str, Any]) -> list[dict[str, str]]:
-    views = []
-    for failure in manifest.get("failed") or []:
-        if isinstance(failure, Mapping):
-            views.append({"id": _flat(failure.get("cell_id")), "error": _flat(failure.get("error"))})
-        else:
-            views.append({"id": MISSING, "error": _flat(failure)})
-    return views
-
-
-def _collect(
-    run: str | Path, results_dir: str | Path | None
-) -> tuple[dict[str, Any], list[dict[str, Any]], pd.DataFrame]:
-    records = read_records(run, results_dir)  # raises UserError for an unknown run
-    manifest = read_manifest(run, results_dir)
-    frame = pd.DataFrame([flatten(r) for r in records], columns=COLUMNS)
-    return manifest, records, frame
-
-
-def _run_name(manifest: Mapping[str, Any], run: str | Path, results_dir: str | Path | None) -> str:
-    return str(manifest.get("run") or run_dir(run, results_dir).name)
-
-
-def _render(manifest: dict[str, Any], records: list[dict[str, Any]], frame: pd.DataFrame, name: str) -> str:
+def render(report: Report) -> str:
+    """The HTML page of a built report."""
+    script, script_hash = _script()
+    run = report.run
+    sections = _layout_sections(report)
+    pool = ImagePool()
+    found = examples(run, report.figure_attacks, pool)
     context = {
-        "run": name,
-        "summary": _summary_view(manifest, records),
-        "groups": _group_views(frame),
-        "failures": _failure_views(manifest),
-        "provenance": _provenance_view(manifest),
-        "cells": _cell_views(records),
+        "run": run.name,
+        "summary": _summary_view(run),
+        "has_results": not run.frame.empty,
+        "leaderboards": _leaderboard_view(report.boards),
+        "layout_sections": sections,
+        "figures": _figures_view(report) if not run.frame.empty else {"scatter": None, "groups": []},
+        "examples": _examples_view(found),
+        "image_css": _image_css(pool),  # trusted: validated base64 data URIs
+        "details": _details_view(report),
+        "failures": _failures_view(run.failures),
+        "manifest": _manifest_view(run.manifest),
+        "cells": _cells_view(run.records),
+        "references": _references_view(report),
+        "script": Markup(script),  # trusted: shipped with hashbench
+        "csp": f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src '{script_hash}'",
+        "clean": label("attack", CLEAN),
     }
     return _environment().get_template(TEMPLATE).render(context)
 
 
 def render_html(run: str | Path, results_dir: str | Path | None = None) -> str:
     """The report page of ``run`` (a run name under ``results_dir`` or a run folder) as HTML."""
-    manifest, records, frame = _collect(run, results_dir)
-    return _render(manifest, records, frame, _run_name(manifest, run, results_dir))
-
-
-def results_csv(frame: pd.DataFrame) -> str:
-    """``frame`` as CSV: one row per cell, :data:`CSV_COLUMNS`, floats at full precision."""
-    return frame[CSV_COLUMNS].to_csv(index=False, lineterminator="\n")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    # A temp file in the same folder, then os.replace: readers see the old file or the new one.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a report is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def write_report(
-    run: str | Path,
-    *,
-    results_dir: str | Path | None = None,
-    out_dir: str | Path | None = None,
-    html: bool = True,
-    csv: bool = False,
-) -> list[Path]:
-    """Write ``index.html`` (and ``results.csv`` with ``csv=True``) for ``run``; return the paths.
-
-    ``out_dir`` defaults to ``reports/<run>/``.  Raises :class:`UserError` for an unknown run
-    or an output folder that cannot be written.
-    """
-    manifest, records, frame = _collect(run, results_dir)
-    name = _run_name(manifest, run, results_dir)
-    out = Path(out_dir) if out_dir is not None else Path("reports") / name
-    outputs: list[tuple[Path, str]] = []
-    if html:
-        outputs.append((out / "index.html", _render(manifest, records, frame, name)))
-    if csv:
-        outputs.append((out / "results.csv", results_csv(frame)))
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        for path, text in outputs:
-            _write_atomic(path, text)
-    except OSError as exc:
-        raise UserError(f"cannot write the report to {out}: {exc.strerror or exc}") from exc
-    return [path for path, _ in outputs]
+    return render(build_report(run, results_dir))

@@ -1,150 +1,119 @@
-"""Tables of a run: one per (dataset, method, backbone, bits) group, built from ``results.load``."""
+"""Seed aggregation of a run's tidy frame: one row per setting, MAP and t-MAP in percent.
+
+A setting is ``(dataset, method, backbone, bits, defense, attack)``, i.e. a cell without its
+seed.  Every table, leaderboard and export of the report reads these statistics, so the
+averaging rule lives here only.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-#: Columns that identify a group; every table and figure covers one group.
-GROUP_COLUMNS = ("dataset", "method", "backbone", "bits")
+from .names import ordered, sort_key
 
+#: Coordinates of a setting (a cell without its seed).
+SETTING_COLUMNS = ("dataset", "method", "backbone", "bits", "defense", "attack")
+
+SettingKey = tuple[str, str, str, int, str, str]
+#: A (dataset, method, backbone, bits) group: one trained model and its defenses.
 GroupKey = tuple[str, str, str, int]
 
-#: The ``attack`` value of the clean (no attack) evaluation.
-CLEAN = "clean"
-#: The ``defense`` value of the undefended model.
-NO_DEFENSE = "none"
-
-#: Second column level of :func:`map_table`: MAP and t-MAP in percent, seeds counted, best flag.
-MAP_STATS = ("map", "map_std", "n", "t_map", "t_map_std", "best")
-
-#: Columns of :func:`perturbation_table` and how each is aggregated over seeds.
-PERTURBATION_STATS = {
-    "epsilon": "max",
-    "linf_max": "max",
-    "l2_mean": "mean",
-    "mse_mean": "mean",
-    "attack_wall_s": "mean",
-}
+#: Perturbation columns and how each is aggregated over seeds.
+PERTURBATION_STATS = {"epsilon": "max", "linf_max": "max", "l2_mean": "mean", "mse_mean": "mean",
+                      "attack_wall_s": "mean"}
 
 
-def _appearance(values: Iterable[Any]) -> list[Any]:
-    return list(dict.fromkeys(values))
+def _finite(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
 
-def defense_order(values: Iterable[str]) -> list[str]:
-    """Distinct defenses: ``none`` first, then the others in order of appearance."""
-    found = _appearance(values)
-    return [d for d in found if d == NO_DEFENSE] + [d for d in found if d != NO_DEFENSE]
+@dataclass(frozen=True)
+class Stat:
+    """A setting's numbers over its seeds; MAP and t-MAP in percent (std ``None`` for one seed)."""
+
+    map: float | None
+    map_std: float | None
+    n: int
+    t_map: float | None
+    t_map_std: float | None
+    targeted: bool
+    seeds: tuple[int, ...]
+    perturbation: dict[str, float | None]
+
+    def value(self, metric: str = "map") -> float | None:
+        return self.map if metric == "map" else self.t_map
+
+    def std(self, metric: str = "map") -> float | None:
+        return self.map_std if metric == "map" else self.t_map_std
 
 
-def attack_order(values: Iterable[str]) -> list[str]:
-    """Distinct attacks: ``clean`` first, then the others in order of appearance."""
-    found = _appearance(values)
-    return [a for a in found if a == CLEAN] + [a for a in found if a != CLEAN]
+def mean_std(values: Iterable[Any]) -> tuple[float | None, float | None]:
+    """Mean and sample std of the finite numbers among ``values`` (std ``None`` below two)."""
+    numbers = pd.to_numeric(pd.Series(list(values), dtype=object), errors="coerce").dropna()
+    if numbers.empty:
+        return None, None
+    return float(numbers.mean()), (float(numbers.std()) if len(numbers) > 1 else None)
 
 
-def group_key(values: Iterable[Any]) -> GroupKey:
-    """A normalised ``(dataset, method, backbone, bits)`` key (numpy scalars become str/int)."""
-    dataset, method, backbone, bits = values
-    return (str(dataset), str(method), str(backbone), int(bits))
+class Stats:
+    """Per-setting statistics of a tidy frame (``results.load`` columns)."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.frame = frame
+        self._stats: dict[SettingKey, Stat] = {}
+        if frame.empty:
+            return
+        for key, rows in frame.groupby(list(SETTING_COLUMNS), sort=False):
+            dataset, method, backbone, bits, defense, attack = key
+            m, m_std = mean_std(pd.to_numeric(rows["map"], errors="coerce") * 100.0)
+            t, t_std = mean_std(pd.to_numeric(rows["t_map"], errors="coerce") * 100.0)
+            perturbation = {}
+            for column, how in PERTURBATION_STATS.items():
+                values = pd.to_numeric(rows[column], errors="coerce").dropna()
+                perturbation[column] = _finite(getattr(values, how)()) if not values.empty else None
+            self._stats[(str(dataset), str(method), str(backbone), int(bits), str(defense), str(attack))] = Stat(
+                map=m, map_std=m_std, n=int(rows["map"].notna().sum()), t_map=t, t_map_std=t_std,
+                targeted=bool(rows["targeted"].fillna(False).astype(bool).any()),
+                seeds=tuple(sorted(int(s) for s in rows["seed"])), perturbation=perturbation,
+            )
+
+    def get(self, dataset: str, method: str, backbone: str, bits: int, defense: str, attack: str) -> Stat | None:
+        return self._stats.get((dataset, method, backbone, int(bits), defense, attack))
+
+    def __iter__(self) -> Iterator[tuple[SettingKey, Stat]]:
+        return iter(self._stats.items())
+
+    def __len__(self) -> int:
+        return len(self._stats)
+
+    def values(self, column: str, **where: Any) -> list:
+        """Distinct values of a coordinate among settings matching ``where``, in canonical order."""
+        index = SETTING_COLUMNS.index(column)
+        found = (key[index] for key in self._stats
+                 if all(key[SETTING_COLUMNS.index(k)] == v for k, v in where.items()))
+        return ordered(column, found)
+
+    def groups(self) -> list[GroupKey]:
+        """Every (dataset, method, backbone, bits) with results, in canonical order."""
+        keys = {key[:4] for key in self._stats}
+        return sorted(keys, key=lambda k: (sort_key("dataset", k[0]), sort_key("method", k[1]),
+                                           sort_key("backbone", k[2]), k[3]))
+
+    def targeted_attacks(self) -> set[str]:
+        return {key[5] for key, stat in self._stats.items() if stat.targeted}
 
 
-def iter_groups(df: pd.DataFrame) -> Iterator[tuple[GroupKey, pd.DataFrame]]:
-    """``(key, rows)`` per group, sorted by key (so 16 bits comes before 128)."""
-    if df.empty:
-        return
-    for key, rows in df.groupby(list(GROUP_COLUMNS), sort=True):
-        yield group_key(key), rows
-
-
-def _numeric(rows: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
-    # A column that is null in every record loads as object dtype, which pandas will not average.
-    return rows.assign(**{c: pd.to_numeric(rows[c], errors="coerce") for c in columns})
-
-
-def _best_mask(means: pd.Series) -> pd.Series:
-    # Compare at display precision so two values that print the same are both bold; a
-    # column with a single value has nothing to be best against.
-    shown = means.round(2)
-    if shown.notna().sum() < 2:
-        return pd.Series(False, index=means.index)
-    return shown == shown.max()
-
-
-def _one_map_table(rows: pd.DataFrame) -> pd.DataFrame:
-    defenses = defense_order(rows["defense"])
-    attacks = attack_order(rows["attack"])
-    stats = _numeric(rows, ("map", "t_map")).groupby(["defense", "attack"], sort=False).agg(
-        map=("map", "mean"),
-        map_std=("map", "std"),
-        n=("map", "count"),
-        t_map=("t_map", "mean"),
-        t_map_std=("t_map", "std"),
-    )
-    columns: dict[tuple[str, str], pd.Series] = {}
-    for attack in attacks:
-        part = stats.xs(attack, level="attack").reindex(defenses)
-        for stat in ("map", "map_std", "t_map", "t_map_std"):
-            columns[(attack, stat)] = part[stat].astype(float) * 100.0
-        columns[(attack, "n")] = part["n"].fillna(0).astype(int)
-        columns[(attack, "best")] = _best_mask(columns[(attack, "map")])
-    table = pd.DataFrame(columns)
-    table = table[[(attack, stat) for attack in attacks for stat in MAP_STATS]]
-    table.columns = table.columns.set_names(["attack", "stat"])
-    table.index.name = "defense"
-    return table
-
-
-def map_table(df: pd.DataFrame) -> dict[GroupKey, pd.DataFrame]:
-    """MAP tables, one per group, in percent and averaged over seeds.
-
-    Rows are defenses (``none`` first); columns are a two-level index ``(attack, stat)`` with
-    attacks ordered ``clean`` first and ``stat`` one of :data:`MAP_STATS`: ``map`` (mean),
-    ``map_std`` (sample std over seeds, NaN for one seed), ``n`` (seeds), ``t_map`` and
-    ``t_map_std`` (NaN for untargeted attacks) and ``best`` (highest MAP of the column, i.e.
-    the most robust defense; never set when the column has a single value).
-    ``table.xs("map", axis=1, level="stat")`` is the plain defense × attack MAP table.
-    """
-    return {key: _one_map_table(rows) for key, rows in iter_groups(df)}
-
-
-def map_values(table: pd.DataFrame, stat: str = "map") -> pd.DataFrame:
-    """One statistic of a :func:`map_table` table as a defense × attack frame."""
-    return table.xs(stat, axis=1, level="stat")
-
-
-def targeted_attacks(rows: pd.DataFrame) -> list[str]:
-    """Attacks of ``rows`` that report a t-MAP, in :func:`attack_order`."""
-    with_t_map = rows.loc[rows["t_map"].notna(), "attack"]
-    return [a for a in attack_order(rows["attack"]) if a in set(with_t_map)]
-
-
-def _one_perturbation_table(rows: pd.DataFrame) -> pd.DataFrame:
-    attacked = _numeric(rows[rows["attack"] != CLEAN], PERTURBATION_STATS)
-    index = pd.MultiIndex.from_tuples(
-        [(d, a) for d in defense_order(attacked["defense"]) for a in attack_order(attacked["attack"])],
-        names=["defense", "attack"],
-    )
-    stats = attacked.groupby(["defense", "attack"], sort=False).agg(
-        **{column: (column, how) for column, how in PERTURBATION_STATS.items()},
-        n=("map", "count"),
-    )
-    # Only pairs that ran: a defense × attack product may have holes.
-    return stats.reindex(index).dropna(subset=["n"]).astype({"n": int})
-
-
-def perturbation_table(df: pd.DataFrame) -> dict[GroupKey, pd.DataFrame]:
-    """Perturbation statistics per group: rows ``(defense, attack)`` (clean excluded).
-
-    Columns are :data:`PERTURBATION_STATS` (ε and L∞ as the maximum over seeds, the rest as
-    the mean; pixel units of [0, 1] images, wall time in seconds) and ``n`` (seeds).
-    """
-    tables = {}
-    for key, rows in iter_groups(df):
-        table = _one_perturbation_table(rows)
-        if not table.empty:
-            tables[key] = table
-    return tables
+def group_rows(frame: pd.DataFrame, group: GroupKey) -> pd.DataFrame:
+    """The rows of one (dataset, method, backbone, bits) group of a tidy frame."""
+    dataset, method, backbone, bits = group
+    return frame[(frame["dataset"] == dataset) & (frame["method"] == method) & (frame["backbone"] == backbone)
+                 & (frame["bits"] == bits)]

@@ -1,0 +1,92 @@
+"""Everything a report reads from a run folder: manifest, records, failures, the tidy frame, the store."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..results import COLUMNS, flatten, read_manifest, read_records, run_dir
+from ..store import ArtifactStore
+
+#: Coordinates of a cell, in order (``seed`` last).
+CELL_KEYS = ("dataset", "method", "backbone", "bits", "defense", "attack", "seed")
+
+
+@dataclass
+class Failure:
+    """A cell that produced no result, and why."""
+
+    cell_id: str
+    error: str
+    cell: dict[str, Any]
+    stage: str | None = None  # the stage kind that failed, where recorded
+    traceback: str | None = None
+
+
+@dataclass
+class RunData:
+    """One run as the report sees it."""
+
+    name: str
+    folder: Path
+    manifest: dict[str, Any]
+    records: list[dict[str, Any]]  # evaluated cells only, in file order
+    failures: list[Failure]
+    frame: pd.DataFrame  # one row per evaluated cell: ``results.COLUMNS``
+    store: ArtifactStore | None  # the run's artifact store, where present
+
+    def record(self, cell_id: str) -> dict[str, Any] | None:
+        return self._by_id.get(cell_id)
+
+    def __post_init__(self) -> None:
+        self._by_id = {str(r.get("cell_id")): r for r in self.records}
+
+
+def _is_failed(record: Mapping[str, Any]) -> bool:
+    return record.get("status") == "failed" or not isinstance(record.get("metrics"), Mapping)
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _failures(manifest: Mapping[str, Any], failed_records: list[dict[str, Any]]) -> list[Failure]:
+    found: dict[str, Failure] = {}
+    for record in failed_records:  # a failed record knows the cell's coordinates; prefer it
+        cell_id = str(record.get("cell_id", "?"))
+        found[cell_id] = Failure(cell_id, str(record.get("error") or "no error message recorded"),
+                                 dict(record.get("cell") or {}), _text(record.get("failed_stage")),
+                                 _text(record.get("traceback")))
+    for item in manifest.get("failed") or []:
+        if isinstance(item, Mapping):
+            cell_id, error = str(item.get("cell_id", "?")), str(item.get("error") or "no error message recorded")
+            stage = _text(item.get("stage"))
+        else:
+            cell_id, error, stage = "?", str(item), None
+        found.setdefault(cell_id, Failure(cell_id, error, {}, stage))
+    return list(found.values())
+
+
+def load_run(run: str | Path, results_dir: str | Path | None = None) -> RunData:
+    """Read ``run`` (a name under ``results_dir`` or a run folder); raises ``UserError`` if unknown."""
+    everything = read_records(run, results_dir)
+    manifest = read_manifest(run, results_dir)
+    folder = run_dir(run, results_dir)
+    records = [r for r in everything if not _is_failed(r)]
+    frame = pd.DataFrame([flatten(r) for r in records], columns=COLUMNS)
+    frame["bits"] = frame["bits"].astype("int64")
+    frame["seed"] = frame["seed"].astype("int64")
+    store_root = folder.parent / "store"
+    return RunData(
+        name=str(manifest.get("run") or folder.name),
+        folder=folder,
+        manifest=manifest,
+        records=records,
+        failures=_failures(manifest, [r for r in everything if _is_failed(r)]),
+        frame=frame,
+        store=ArtifactStore(store_root) if store_root.is_dir() else None,
+    )
