@@ -11,12 +11,25 @@ from __future__ import annotations
 
 import difflib
 import importlib.metadata as md
+import re
 from dataclasses import dataclass
 from typing import Any, Generic, Iterator, Mapping, TypeVar
 
 from .errors import PluginError
 
 T = TypeVar("T")
+
+#: Plugin, dataset and grid names end up in file names (cell ids, record files, run folders),
+#: so they are restricted to characters that cannot leave a folder or break a shell.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
+
+
+def name_problem(name: object) -> str | None:
+    """Why ``name`` cannot name a plugin, dataset or grid, or ``None`` if it can."""
+    if isinstance(name, str) and NAME_PATTERN.fullmatch(name):
+        return None
+    return (f"the name {name!r} is not allowed: names become parts of file names, so they are 1–64 "
+            "letters, digits, '.', '_', '+' or '-', starting with a letter or digit")
 
 
 def unknown_name_message(kind: str, name: str, choices: list[str]) -> str:
@@ -81,12 +94,16 @@ class Registry(Generic[T]):
                 distribution=dist.name if dist is not None else "unknown",
                 version=dist.version if dist is not None else "unknown",
                 entry_point=ep,
+                error=name_problem(ep.name),  # listed (so it is reported) but never loaded
             )
 
     def register(self, name: str, obj: type[T], *, distribution: str = "local", version: str = "0") -> type[T]:
         """Register ``obj`` under ``name`` directly (tests, notebooks); entry points are the normal path."""
         if self._frozen:
             raise PluginError(f"the {self.kind} registry is frozen; cannot register '{name}'")
+        problem = name_problem(name)
+        if problem is not None:
+            raise PluginError(f"cannot register {self.kind} plugin: {problem}")
         self._check(name, obj)
         self._entries[name] = _Entry(name=name, distribution=distribution, version=version, obj=obj)
         return obj

@@ -122,9 +122,11 @@ def make_split(
     return Split(train=train, query=query, database=database, target_labels=targets, seed=seed)
 
 
-def _draw_split(
-    n: int, num_query: int, num_train: int, num_database: int | None, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def check_split_sizes(n: int, num_query: int, num_train: int, num_database: int | None = None) -> int:
+    """The database size of a drawn split of ``n`` items; ConfigError if the sizes cannot fit.
+
+    The planner calls it as soon as a dataset is opened, so impossible sizes fail before any work.
+    """
     for key, value in (("num_query", num_query), ("num_train", num_train), ("num_database", num_database)):
         if value is not None and value < 1:
             raise ConfigError(f"split: '{key}' must be >= 1 (got {value})")
@@ -144,6 +146,13 @@ def _draw_split(
             + ("num_database" if num_database is not None else f"{n} items - num_query {num_query}")
             + "); training items are drawn from the database"
         )
+    return db_size
+
+
+def _draw_split(
+    n: int, num_query: int, num_train: int, num_database: int | None, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    db_size = check_split_sizes(n, num_query, num_train, num_database)
     perm = rng.permutation(n).astype(np.int64)
     query = perm[:num_query]
     database = perm[num_query : num_query + db_size]

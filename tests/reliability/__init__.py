@@ -1,0 +1,1 @@
+"""The reliability suite (issue 9): bad inputs, bad artifacts, faulty plugins, security."""
