@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from pydantic import Field
@@ -11,6 +11,10 @@ from torch import nn
 
 from .params import Params
 from .plugin import Plugin
+
+if TYPE_CHECKING:
+    from .progress import Reporter
+    from .training import TrainData
 
 
 class AttackParams(Params):
@@ -26,16 +30,20 @@ class AttackContext:
 
     Codes are float tensors in ±1 on ``device``; labels are float multi-hot.  ``state`` is what
     :meth:`Attack.prepare` returned (tensors only, so it can be stored without pickling).
+    ``train_data`` gives the training images by training position (for attacks that train on
+    images, e.g. a generator); ``epsilon`` is ``None`` for an attack without a budget.
     """
 
     db_codes: torch.Tensor
     db_labels: torch.Tensor
     train_codes: torch.Tensor
     train_labels: torch.Tensor
-    epsilon: float
+    epsilon: float | None
     device: torch.device
     generator: torch.Generator
     state: dict[str, torch.Tensor] = field(default_factory=dict)
+    train_data: TrainData | None = None
+    reporter: Reporter | None = None
 
 
 class Attack(Plugin):
@@ -43,7 +51,9 @@ class Attack(Plugin):
 
     ``targeted`` attacks receive one target label per query (shared by every targeted
     attack of a split).  ``bounded`` attacks promise ``x_adv`` within ε of ``x``; the
-    harness checks every batch either way and reports the measured perturbation.
+    harness checks every batch either way and reports the measured perturbation.  The
+    harness reads ``bounded`` on the instance, so an attack whose budget is optional may
+    make it a property of its parameters.
     Attacks never compute metrics.
     """
 
