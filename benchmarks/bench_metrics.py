@@ -1,16 +1,19 @@
-"""Time hashbench.metrics against a naive per-query NumPy baseline.
+"""Time hashbench.metrics against a naive per-query NumPy baseline, and measure its memory.
 
-Run from the repository root: ``python -m benchmarks.bench_metrics [--queries Q]
-[--database N] [--bits K]``. Prints a table and one ``<metric>: <speed-up>x`` line per
-metric, checks that both implementations agree to 1e-6, and writes
-``benchmarks/results/metrics.json``.
+Run from the repository root: ``python -m benchmarks.bench_metrics [--quick] [--queries Q]
+[--database N] [--bits K]``.  Prints a table (one row per metric: map_at_k, pr_curve,
+precision_at_n), checks that both implementations agree to 1e-6, then measures in a
+subprocess the peak memory of ``pr_curve`` on 5,000 × 200,000 × 64 (peak RSS and the
+tracemalloc peak of the call) next to what a dense vectorised evaluation would need.  The
+final line is ``metrics: <smallest speed-up>``; JSON in ``benchmarks/results/metrics.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
+import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,10 +22,15 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
+from benchmarks.common import write_report
 from hashbench.metrics import map_at_k, pr_curve, precision_at_n
 
 TOLERANCE = 1e-6
-DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "metrics.json"
+TARGET = 20.0
+MEMORY_LIMIT = 2 * 1024**3
+#: Bytes per (query, item) pair of a dense vectorised evaluation: float32 distances, int64
+#: argsort indices, float32 label products, the gathered bool relevance, int64 cumulative hits.
+DENSE_BYTES_PER_PAIR = 4 + 8 + 4 + 1 + 8
 
 
 # ---------------------------------------------------------------------------
@@ -111,17 +119,52 @@ def max_diff(a: object, b: object) -> float:
     return float(np.max(np.abs(a[both] - b[both]), initial=0.0))
 
 
+def memory_child(queries: int, database: int, bits: int, classes: int, seed: int) -> dict[str, float]:
+    """In this (fresh) process: peak RSS and tracemalloc peak of one ``pr_curve`` call."""
+    import tracemalloc
+
+    qb, db, ql, dl = make_data(queries, database, bits, classes, seed)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    tracemalloc.start()
+    start = time.perf_counter()
+    pr_curve(qb, db, ql, dl, np.arange(1, 101) / 100.0)
+    seconds = time.perf_counter() - start
+    _, traced_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return {"queries": queries, "database": database, "bits": bits, "seconds": seconds,
+            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "rss_before_call_bytes": rss_before, "tracemalloc_peak_bytes": traced_peak,
+            "dense_naive_bytes": queries * database * DENSE_BYTES_PER_PAIR}
+
+
+def measure_memory(queries: int, database: int, bits: int, classes: int, seed: int) -> dict[str, float]:
+    """Run :func:`memory_child` in a subprocess so that its peak RSS is the call's alone."""
+    code = ("import json, sys; from benchmarks.bench_metrics import memory_child; "
+            f"print(json.dumps(memory_child({queries}, {database}, {bits}, {classes}, {seed})))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--queries", type=int, default=2000)
-    parser.add_argument("--database", type=int, default=50000)
+    parser.add_argument("--quick", action="store_true",
+                        help="500 x 20,000 timing and 1,000 x 200,000 memory instead of the issue's sizes")
+    parser.add_argument("--queries", type=int, default=None, help="default 2,000 (quick 500)")
+    parser.add_argument("--database", type=int, default=None, help="default 50,000 (quick 20,000)")
+    parser.add_argument("--memory-queries", type=int, default=None, help="default 5,000 (quick 1,000); 0 skips")
+    parser.add_argument("--memory-database", type=int, default=200000)
     parser.add_argument("--bits", type=int, default=64)
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--topk", type=int, default=None, help="MAP cut-off (default: all)")
     parser.add_argument("--repeat", type=int, default=3, help="runs of hashbench (best kept)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/metrics.json")
     args = parser.parse_args(argv)
+    args.queries = args.queries or (500 if args.quick else 2000)
+    args.database = args.database or (20000 if args.quick else 50000)
+    if args.memory_queries is None:
+        args.memory_queries = 1000 if args.quick else 5000
 
     qb, db, ql, dl = make_data(args.queries, args.database, args.bits, args.classes, args.seed)
     ns = list(range(100, 1001, 100))
@@ -153,26 +196,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         print(f"{name:<16}{fast_s:>13.3f}{naive_s:>11.3f}{naive_s / fast_s:>9.1f}x{diff:>13.2e}")
 
-    report = {
+    worst = min(r["speedup"] for r in results.values())
+    memory = None
+    if args.memory_queries > 0:
+        memory = measure_memory(args.memory_queries, args.memory_database, args.bits, args.classes, args.seed)
+        memory["within_limit"] = memory["peak_rss_bytes"] <= MEMORY_LIMIT
+        gib = 1024**3
+        print(f"pr_curve memory, {args.memory_queries} x {args.memory_database} x {args.bits}: "
+              f"peak RSS {memory['peak_rss_bytes'] / gib:.2f} GiB (process, limit 2 GiB), "
+              f"tracemalloc peak {memory['tracemalloc_peak_bytes'] / gib:.3f} GiB, {memory['seconds']:.1f} s; "
+              f"dense naive would need {memory['dense_naive_bytes'] / gib:.1f} GiB (not run)")
+    write_report("metrics", {
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "tolerance": TOLERANCE,
-        "all_agree": ok,
-        "results": results,
-        "environment": {
-            "python": platform.python_version(),
-            "numpy": np.__version__,
-            "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(),
-            "machine": platform.machine(),
-        },
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+        "tolerance": TOLERANCE, "all_agree": ok, "results": results, "memory": memory,
+        "ratio": worst, "target_min_ratio": TARGET,
+        "meets_target": ok and worst >= TARGET and (memory is None or memory["within_limit"]),
+    }, args.out)
     for name, res in results.items():
         print(f"{name}: {res['speedup']:.1f}x")
     if not ok:
         print(f"ERROR: values differ from the naive baseline by > {TOLERANCE}", file=sys.stderr)
         return 1
+    print(f"metrics: {worst:.3f}  (smallest speed-up; target >= {TARGET})")
     return 0
 
 

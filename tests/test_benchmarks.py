@@ -1,0 +1,129 @@
+"""Smoke tests of the benchmark scripts (benchmarks/): each one's smallest configuration runs,
+writes its JSON, holds its value checks and ends with the ``name: ratio`` line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def results(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("HASHBENCH_BENCH_RESULTS", str(tmp_path))
+    monkeypatch.chdir(ROOT)
+    monkeypatch.syspath_prepend(str(ROOT))  # benchmarks/ is a top-level package of the checkout
+    return tmp_path
+
+
+def final_line(capsys) -> str:
+    return capsys.readouterr().out.strip().splitlines()[-1]
+
+
+def test_metrics_agree_with_the_naive_baseline_and_report_memory(results, capsys):
+    from benchmarks import bench_metrics
+
+    rc = bench_metrics.main(["--queries", "30", "--database", "400", "--bits", "16", "--repeat", "1",
+                             "--memory-queries", "20", "--memory-database", "2000"])
+    assert rc == 0
+    report = json.loads((results / "metrics.json").read_text())
+    assert report["all_agree"] is True
+    assert set(report["results"]) == {"map_at_k", "pr_curve", "precision_at_n"}
+    assert all(r["max_abs_diff"] <= 1e-6 for r in report["results"].values())
+    memory = report["memory"]
+    assert memory["dense_naive_bytes"] == 20 * 2000 * bench_metrics.DENSE_BYTES_PER_PAIR
+    assert 0 < memory["tracemalloc_peak_bytes"] < memory["peak_rss_bytes"] <= 2 * 1024**3
+    assert final_line(capsys).startswith(f"metrics: {report['ratio']:.3f}")
+
+
+def test_a_disagreeing_metric_fails_the_metrics_benchmark(results, monkeypatch, capsys):
+    from benchmarks import bench_metrics
+
+    monkeypatch.setattr(bench_metrics, "naive_precision_at_n", lambda *a: [0.5] * 10)
+    rc = bench_metrics.main(["--queries", "10", "--database", "200", "--bits", "8", "--repeat", "1",
+                             "--memory-queries", "0"])
+    assert rc == 1
+    report = json.loads((results / "metrics.json").read_text())
+    assert report["all_agree"] is False and report["results"]["precision_at_n"]["agree"] is False
+
+
+def test_pgd_overhead_is_timed_against_the_bare_passes(results, capsys):
+    from benchmarks import bench_pgd
+
+    assert bench_pgd.main(["--quick", "--repeats", "1", "--iterations", "1", "--models", "smallcnn"]) == 0
+    report = json.loads((results / "pgd.json").read_text())
+    r = report["results"]["smallcnn"]
+    assert r["ours_s_per_iter"] > 0 and r["reference_s_per_iter"] > 0
+    assert report["ratio"] == pytest.approx(r["ours_s_per_iter"] / r["reference_s_per_iter"])
+    assert final_line(capsys).startswith("pgd_overhead: ")
+
+
+def test_adversarial_training_steps_are_timed_against_their_parts(results, capsys):
+    from benchmarks import bench_adversarial
+
+    argv = ["--steps", "2", "--batch", "4", "--width", "8", "--defenses", "cgat"]
+    assert bench_adversarial.main(argv) == 0
+    r = json.loads((results / "adversarial_training.json").read_text())["results"]["cgat"]
+    assert r["steps_timed"] == 2
+    assert r["reference_s"] == pytest.approx(sum(r["reference_parts_s"].values()), rel=0.5)
+    assert r["ratio"] == pytest.approx(r["ours_s"] / r["reference_s"])
+    assert final_line(capsys).startswith("adversarial_training_overhead: ")
+
+
+def test_the_gpu_benchmark_skips_clearly_without_cuda(results, capsys):
+    from benchmarks import bench_gpu
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: the real benchmark is exercised by bench_gpu itself")
+    assert bench_gpu.main(["--quick"]) == 0
+    report = json.loads((results / "gpu.json").read_text())
+    assert "no CUDA" in report["skipped"]
+    assert final_line(capsys) == "gpu_pgd_peak_fraction: skipped (no CUDA)"
+
+
+def test_an_unknown_benchmark_name_is_rejected(results, capsys):
+    from benchmarks.__main__ import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--only", "bench_pgd,bench_nope"])
+    assert exc.value.code == 2
+    assert "unknown benchmark(s) bench_nope" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_hashbench_bench_runs_python_m_benchmarks(results):
+    proc = subprocess.run([sys.executable, "-m", "hashbench.cli", "bench", "--quick", "--only", "bench_gpu"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((results / "summary.json").read_text())
+    assert summary["quick"] is True and list(summary["scripts"]) == ["bench_gpu"]
+    assert summary["scripts"]["bench_gpu"]["final_line"].startswith("gpu_pgd_peak_fraction: ")
+
+
+@pytest.mark.slow
+def test_a_second_run_reuses_every_stage(results, capsys):
+    from benchmarks import bench_reuse
+
+    assert bench_reuse.main([]) == 0
+    report = json.loads((results / "reuse.json").read_text())
+    assert report["executed_equals_planned"] is True and report["second_executed"] == 0
+    assert report["first"]["executed"] == report["planned"] > 0
+    assert report["ratio"] < 1
+    assert final_line(capsys).startswith("reuse: ")
+
+
+@pytest.mark.slow
+def test_parallel_runs_both_worker_counts(results, capsys):
+    from benchmarks import bench_parallel
+
+    assert bench_parallel.main(["--quick"]) == 0
+    report = json.loads((results / "parallel.json").read_text())
+    assert len(report["runs"]["1"]) == len(report["runs"]["2"]) == 1
+    assert report["runs"]["1"][0]["executed"] == report["runs"]["2"][0]["executed"] > 0
+    assert final_line(capsys).startswith("parallel_speedup: ")
