@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .errors import ArtifactError, HashbenchError, UserError
@@ -49,56 +50,110 @@ registry_option = click.option("--registry", "registry_path", type=click.Path(di
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="hashbench")
 def main() -> None:
-    """hashbench: how robust is a deep-hashing model, under every attack, with every defense?"""
+    """hashbench: how robust is a deep-hashing model, under every attack, with every defense?
+
+    \b
+    Exit codes: 0 success; 1 some cells failed (run) or a difference above
+    --threshold (compare); 2 a mistake in the input (unknown name, bad value,
+    malformed file), reported before any work.
+    """
 
 
-def _plan(registry_path: str | None, grid: str, profile: str | None, pretrained: str | None = None):
-    from .config import load_config
-    from .plan import build_plan
+def _plan(registry_path: str | None, grid: str, profile: str | None, overrides: tuple[str, ...] = (),
+          pretrained: str | None = None, amp: str | None = None, amp_attacks: bool = False,
+          require_data: bool = True):
+    """Load the registry, resolve ``--grid`` (a name or a YAML file), apply ``--set`` and plan."""
+    from .config import apply_overrides, is_grid_path, load_config, load_grid_file
+    from .plan import PlanOptions, plan_members
 
     config = load_config(registry_path)
-    grid_spec = config.grid(grid)
+    if is_grid_path(grid):
+        name, spec = load_grid_file(grid, config)
+        sources = {name: str(grid)}
+    else:
+        name, spec = grid, config.grid(grid)
+        sources = {}
+    members = config.members(name, spec)
     if pretrained is not None:
-        params = {k: {n: dict(v) for n, v in table.items()} for k, table in grid_spec.params.items()}
-        backbones = params.setdefault("backbones", {})
-        from . import registries
+        members = [(m, _with_pretrained(g, pretrained)) for m, g in members]
+    if overrides:
+        members = apply_overrides(config, members, list(overrides))
+        sources = {m: f"{sources.get(m) or f'{config.path}: grids.{m}'} (with --set)" for m, _ in members}
+    options = PlanOptions(amp=amp, amp_attacks=amp_attacks)
+    return plan_members(config, name, members, profile, options=options, require_data=require_data, sources=sources)
 
-        for name in grid_spec.backbones:
-            if "pretrained" in registries.backbones.get(name).Params.model_fields:
-                backbones.setdefault(name, {})["pretrained"] = pretrained
-        grid_spec = grid_spec.model_copy(update={"params": params})
-    return build_plan(config, grid, grid_spec, profile)
+
+def _with_pretrained(grid, pretrained: str):
+    """``grid`` with every backbone that has ImageNet weights set to ``pretrained``."""
+    from . import registries
+
+    params = {k: {n: dict(v) for n, v in table.items()} for k, table in grid.params.items()}
+    backbones = params.setdefault("backbones", {})
+    for name in grid.backbones:
+        if "pretrained" in registries.backbones.get(name).Params.model_fields:
+            backbones.setdefault(name, {})["pretrained"] = pretrained
+    return grid.model_copy(update={"params": params})
+
+
+grid_option = click.option("--grid", default="demo", show_default=True,
+                           help="Grid of registry.yaml, or a YAML file defining one grid.")
+set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                          help="Override a grid axis or parameter, e.g. attacks=[hag,sdha], bits=32, "
+                               "params.attacks.center.iterations=5 (repeatable).")
+amp_option = click.option("--amp", type=click.Choice(["bf16", "fp16"]), default=None,
+                          help="Mixed precision for training stages (train, defend); part of their cache keys.")
+amp_attacks_option = click.option("--amp-attacks", is_flag=True,
+                                  help="With --amp: also autocast the attack stages (they stay fp32 otherwise).")
 
 
 @main.command()
-@click.option("--grid", default="demo", show_default=True, help="Grid from registry.yaml.")
+@grid_option
 @click.option("--profile", default=None, help="Profile (default: the grid's own).")
+@set_option
 @click.option("--run", "run_name", default=None, help="Run name (default: the grid's name).")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--pretrained", default=None,
               help="Override every backbone's ImageNet weights: 'imagenet', 'none' or a state_dict file.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Local processes running independent stages (each with cores/N torch threads).")
+@click.option("--executor", default="local", show_default=True, type=click.Choice(["local", "ray"]),
+              help="Run stages here, or as Ray tasks (needs the 'ray' extra and a shared filesystem).")
+@click.option("--address", default=None, help="Ray cluster address (default: start a local Ray instance).")
+@amp_option
+@amp_attacks_option
+@click.option("--channels-last", is_flag=True, help="Channels-last memory format for the networks (speed only).")
 @click.option("--dry-run", is_flag=True, help="Show the plan and stop.")
 @click.option("--no-report", is_flag=True, help="Do not write the HTML report at the end.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @results_option
 @registry_option
 @_user_errors
-def run(grid: str, profile: str | None, run_name: str | None, device: str, pretrained: str | None, dry_run: bool,
-        no_report: bool, quiet: bool, results_dir: str | None, registry_path: str | None) -> None:
-    """Run a grid: train, defend, attack, evaluate (cached stages are reused) and write the report."""
-    from .progress import default_reporter
-    from .runner import LocalRunner, resolve_device
+def run(grid: str, profile: str | None, overrides: tuple[str, ...], run_name: str | None, device: str,
+        pretrained: str | None, workers: int, executor: str, address: str | None, amp: str | None,
+        amp_attacks: bool, channels_last: bool, dry_run: bool, no_report: bool, quiet: bool,
+        results_dir: str | None, registry_path: str | None) -> None:
+    """Run a grid: train, defend, attack, evaluate (cached stages are reused) and write the report.
 
-    plan = _plan(registry_path, grid, profile, pretrained)
+    Exit code 0: every cell evaluated; 1: some cells failed (each has a record with the error);
+    2: a mistake in the input (nothing was run).
+    """
+    from .progress import default_reporter
+    from .runner import Runner
+
+    if executor == "ray" and workers != 1:
+        raise UserError("--workers is for the local executor; Ray runs as many stages as the cluster has CPUs")
+    plan = _plan(registry_path, grid, profile, overrides, pretrained, amp, amp_attacks, require_data=not dry_run)
     root = _results_dir(results_dir)
     if dry_run:
-        _print_plan(plan, root, as_json=False)
+        _print_plan(plan, root, device, as_json=False)
         return
-    torch_device = resolve_device(device)
     _configure_torch()
     reporter = default_reporter(quiet)
+    name = run_name or plan.grid_name
     try:
-        summary = LocalRunner(root, torch_device, reporter).run(plan, run_name or grid)
+        runner = Runner(root, device, reporter, workers=workers, executor=executor, address=address,
+                        channels_last=channels_last)
+        summary = runner.run(plan, name)
     finally:
         reporter.close()
     console = Console(stderr=True)
@@ -110,8 +165,11 @@ def run(grid: str, profile: str | None, run_name: str | None, device: str, pretr
         paths = write_report(summary.run, results_dir=root, html=True, csv=True)
         console.print(f"report: {paths[0]}")
     if summary.failed:
+        console.print(f"[red]{len(summary.failed)} of {summary.cells} cells failed[/]", markup=True)
         for failure in summary.failed:
-            console.print(f"[red]failed[/] {failure['cell_id']}: {failure['error']}", markup=True, highlight=False)
+            console.print(f"[red]failed[/] {escape(failure['cell_id'])} ({failure['stage']} stage): "
+                          f"{escape(failure['error'])}",
+                          markup=True, highlight=False)
         sys.exit(1)
 
 
@@ -121,67 +179,111 @@ def _configure_torch() -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def _print_plan(plan, root: Path, as_json: bool) -> None:
-    from .plan import STAGE_KINDS
+def _fmt_seconds(s: float | None) -> str:
+    if s is None:
+        return "unknown"
+    if s < 60:
+        return f"{s:.1f}s" if s < 10 else f"{s:.0f}s"
+    if s < 3600:
+        return f"{s / 60:.0f}m {s % 60:02.0f}s"
+    if s < 86400:
+        return f"{s // 3600:.0f}h {s % 3600 / 60:02.0f}m"
+    return f"{s / 86400:.1f}d"
+
+
+def _fmt_flops(f: int | None) -> str:
+    if f is None:
+        return "unknown"
+    for unit, scale in (("E", 1e18), ("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6)):
+        if f >= scale:
+            return f"{f / scale:.1f} {unit}FLOP"
+    return f"{f:.0f} FLOP"
+
+
+def _print_plan(plan, root: Path, device: str, as_json: bool) -> None:
+    from .cost import estimate_plan
+    from .runner import resolve_device
     from .store import ArtifactStore
-    from .timings import estimate_seconds
+    from .timings import device_label, read_timings
 
     store = ArtifactStore(root / "store")
-    stages = plan.stages()
-    rows = []
-    for kind in STAGE_KINDS:
-        of_kind = [s for s in stages if s.kind == kind]
-        if not of_kind:
-            continue
-        cached = sum(store.exists(kind, s.key) for s in of_kind)
-        todo = [s for s in of_kind if not store.exists(kind, s.key)]
-        estimate = estimate_seconds(store, todo)
-        rows.append({"stage": kind, "total": len(of_kind), "cached": cached, "to_run": len(todo),
-                     "estimated_s": estimate})
+    torch_device = resolve_device(device)
+    rows = estimate_plan(plan, store, torch_device, read_timings(store))
+    known = [r.estimated_s for r in rows]
+    total = {"stage": "total", "total": sum(r.total for r in rows), "cached": sum(r.cached for r in rows),
+             "to_run": sum(r.to_run for r in rows),
+             "flops": None if any(r.flops is None for r in rows) else sum(r.flops for r in rows),
+             "estimated_s": None if None in known else sum(known),
+             "basis": "+".join(sorted({p for r in rows if r.basis for p in r.basis.split("+")})) or None}
     if as_json:
-        click.echo(json.dumps({"grid": plan.grid_name, "profile": plan.profile_name, "cells": len(plan.cells),
-                               "stages": rows}, indent=2))
+        click.echo(json.dumps({"grid": plan.grid_name, "grids": plan.members, "profile": plan.profile_name,
+                               "cells": len(plan.cells), "device": device_label(torch_device),
+                               "amp": plan.options.amp, "stages": [r.as_dict() for r in rows], "total": total,
+                               "unavailable": plan.unavailable}, indent=2))
         return
-    table = Table(title=f"plan: grid {plan.grid_name}, profile {plan.profile_name}, {len(plan.cells)} cells")
-    for col in ("stage", "total", "cached", "to run", "estimated time"):
-        table.add_column(col, justify="left" if col == "stage" else "right")
-    for r in rows:
-        est = r["estimated_s"]
-        table.add_row(r["stage"], str(r["total"]), str(r["cached"]), str(r["to_run"]),
-                      "-" if r["to_run"] == 0 else ("unknown" if est is None else f"{est:.0f}s"))
-    Console().print(table)
+    title = f"plan: grid {plan.grid_name}, profile {plan.profile_name}, {len(plan.cells)} cells"
+    table = Table(title=title, caption=f"estimates for {device_label(torch_device)}; basis: timings = earlier "
+                                       "runs on this device, flops = FLOPs / measured matmul rate (a lower bound)")
+    for col in ("stage", "total", "cached", "to run", "FLOPs", "estimated time", "basis"):
+        table.add_column(col, justify="left" if col in ("stage", "basis") else "right")
+    for r in [row.as_dict() for row in rows] + [total]:
+        est = "-" if r["to_run"] == 0 else _fmt_seconds(r["estimated_s"])
+        flops = "-" if r["to_run"] == 0 else _fmt_flops(r["flops"])
+        table.add_row(r["stage"], str(r["total"]), str(r["cached"]), str(r["to_run"]), flops, est,
+                      r["basis"] or "-", end_section=r["stage"] == rows[-1].stage)
+    console = Console()
+    console.print(table)
+    for name, why in plan.unavailable.items():
+        console.print(f"[yellow]dataset {name} is not available here[/] (its stages' keys are provisional): "
+                      f"{escape(why)}",
+                      markup=True, highlight=False)
 
 
 @main.command()
-@click.option("--grid", default="demo", show_default=True)
+@grid_option
 @click.option("--profile", default=None)
+@set_option
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]),
+              help="Device whose recorded timings and speed the estimate uses.")
+@amp_option
+@amp_attacks_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @results_option
 @registry_option
 @_user_errors
-def plan(grid: str, profile: str | None, as_json: bool, results_dir: str | None, registry_path: str | None) -> None:
-    """Show a grid's stages, how many are cached and the estimated time of the rest."""
-    _print_plan(_plan(registry_path, grid, profile), _results_dir(results_dir), as_json)
+def plan(grid: str, profile: str | None, overrides: tuple[str, ...], device: str, amp: str | None,
+         amp_attacks: bool, as_json: bool, results_dir: str | None, registry_path: str | None) -> None:
+    """Show a grid's stages by kind, how many are cached, and the estimated cost of the rest."""
+    plan_ = _plan(registry_path, grid, profile, overrides, None, amp, amp_attacks, require_data=False)
+    _print_plan(plan_, _results_dir(results_dir), device, as_json)
 
 
 @main.command()
 @click.option("--run", "run_name", default=None, help="Run name or folder (default: the latest run).")
 @click.option("--html", is_flag=True, help="Write index.html (the default when no format is given).")
-@click.option("--csv", is_flag=True, help="Write results.csv.")
+@click.option("--latex", is_flag=True, help="Write tables.tex: booktabs tables laid out as the papers'.")
+@click.option("--csv", is_flag=True, help="Write results.csv: tidy, one row per cell and seed.")
+@click.option("--markdown", is_flag=True, help="Write report.md: leaderboards and paper-layout tables.")
+@click.option("--json", "as_json", is_flag=True, help="Write report.json: every number, with the papers'.")
+@click.option("--figure-attacks", default=None, metavar="A,B",
+              help="Attacks of the PR/P@N figures and examples (default: dhta,sdha where they ran).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Output folder (default: reports/<run>).")
 @results_option
 @_user_errors
-def report(run_name: str | None, html: bool, csv: bool, out_dir: str | None, results_dir: str | None) -> None:
-    """Write the report of a run."""
+def report(run_name: str | None, html: bool, latex: bool, csv: bool, markdown: bool, as_json: bool,
+           figure_attacks: str | None, out_dir: str | None, results_dir: str | None) -> None:
+    """Write the report of a run: HTML, LaTeX, CSV, Markdown and/or JSON."""
     from .report import write_report
     from .results import latest_run
 
     root = _results_dir(results_dir)
     name = run_name or latest_run(root)
-    if not (html or csv):
+    if not (html or latex or csv or markdown or as_json):
         html = True
-    for path in write_report(name, results_dir=root, out_dir=out_dir, html=html, csv=csv):
+    attacks = [a.strip() for a in figure_attacks.split(",") if a.strip()] if figure_attacks else None
+    for path in write_report(name, results_dir=root, out_dir=out_dir, html=html, csv=csv, latex=latex,
+                             markdown=markdown, json=as_json, figure_attacks=attacks):
         click.echo(str(path))
 
 
@@ -203,25 +305,32 @@ def list_(kind: str | None, registry_path: str | None) -> None:
             table.add_column("name")
             table.add_column("description")
             for name, item in getattr(config.data, k).items():
-                table.add_row(name, item.description)
+                table.add_row(name, escape(item.description))
             console.print(table)
             continue
         table = Table(title=k)
         for col in ("name", "origin", "description", "paper"):
             table.add_column(col)
         for info in registries.BY_KIND[k].infos():
-            desc = info.description if info.error is None else f"[red]failed to load: {info.error}[/]"
-            table.add_row(info.name, info.origin, desc, info.paper)
+            # plugin text is shown as written, never read as terminal markup
+            desc = escape(info.description) if info.error is None else f"[red]failed to load: {escape(info.error)}[/]"
+            table.add_row(escape(info.name), escape(info.origin), desc, escape(info.paper))
         console.print(table)
 
 
 @main.command()
 @click.argument("run_a")
 @click.argument("run_b")
+@click.option("--threshold", type=click.FloatRange(min=0), default=None, metavar="X",
+              help="Exit 1 when a cell's MAP differs by more than X points (percent), or is in one run only.")
 @results_option
 @_user_errors
-def compare(run_a: str, run_b: str, results_dir: str | None) -> None:
-    """Compare two runs cell by cell: MAP of each and the difference (B − A), in percent."""
+def compare(run_a: str, run_b: str, threshold: float | None, results_dir: str | None) -> None:
+    """Compare two runs cell by cell: MAP of each and the difference (B − A), in percent.
+
+    With ``--threshold X`` it is a regression gate: exit code 1 when any cell's MAP differs by
+    more than X points or a cell is missing from one run, 0 otherwise.
+    """
     from .results import load
 
     root = _results_dir(results_dir)
@@ -231,12 +340,40 @@ def compare(run_a: str, run_b: str, results_dir: str | None) -> None:
     table = Table(title=f"{run_a} vs {run_b} (MAP %)")
     for col in keys + [run_a, run_b, "Δ"]:
         table.add_column(col)
+    beyond = []
     for _, r in merged.iterrows():
         ma, mb = r["map_a"], r["map_b"]
-        fmt = lambda v: "-" if v != v else f"{100 * v:.2f}"  # NaN: cell missing in one run
-        diff = "-" if (ma != ma or mb != mb) else f"{100 * (mb - ma):+.2f}"
+        fmt = lambda v: "-" if v != v else f"{100 * v:.2f}"  # noqa: E731  (NaN: cell missing in one run)
+        missing = ma != ma or mb != mb
+        delta = None if missing else 100 * (mb - ma)
+        diff = "-" if delta is None else f"{delta:+.2f}"
+        if threshold is not None and (missing or abs(delta) > threshold):
+            beyond.append("-".join(str(r[k]) for k in keys) + (" (in one run only)" if missing else f" ({diff})"))
+            diff = f"[red]{diff}[/]"
         table.add_row(*[str(r[k]) for k in keys], fmt(ma), fmt(mb), diff)
     Console().print(table)
+    if threshold is None:
+        return
+    if beyond:
+        click.echo(f"{len(beyond)} of {len(merged)} cells differ by more than {threshold:g} MAP points: "
+                   + ", ".join(beyond), err=True)
+        sys.exit(1)
+    click.echo(f"all {len(merged)} cells within {threshold:g} MAP points", err=True)
+
+
+@main.command()
+@click.option("--quick", is_flag=True, help="Each benchmark's smaller configuration.")
+@click.option("--only", default=None, metavar="A,B", help="Only these scripts, e.g. bench_pgd,bench_reuse.")
+@_user_errors
+def bench(quick: bool, only: str | None) -> None:
+    """Run the performance benchmarks (``python -m benchmarks`` of the source checkout)."""
+    import subprocess
+
+    checkout = Path(__file__).resolve().parents[1]
+    if not (checkout / "benchmarks" / "__main__.py").is_file():
+        raise UserError(f"the benchmarks live in the source checkout; {checkout / 'benchmarks'} does not exist")
+    cmd = [sys.executable, "-m", "benchmarks", *(["--quick"] if quick else []), *(["--only", only] if only else [])]
+    sys.exit(subprocess.run(cmd, cwd=checkout).returncode)
 
 
 if __name__ == "__main__":

@@ -113,6 +113,9 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def load(run: str | Path, results_dir: str | Path | None = None) -> pd.DataFrame:
-    """A tidy DataFrame with one row per evaluated cell of ``run`` (columns: :data:`COLUMNS`)."""
-    rows = [flatten(r) for r in read_records(run, results_dir)]
+    """A tidy DataFrame with one row per evaluated cell of ``run`` (columns: :data:`COLUMNS`).
+
+    Cells whose record says ``status: "failed"`` have no metrics and are left out.
+    """
+    rows = [flatten(r) for r in read_records(run, results_dir) if r.get("status") != "failed"]
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -3,10 +3,11 @@ returns the artifact to store; inputs are fetched through ``ctx.artifact``."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -17,35 +18,55 @@ from .codes import to_binary
 from .data.base import HashDataset
 from .data.splits import Split, make_split
 from .defense import DefenseContext
-from .errors import PluginError
+from .errors import DataError, PluginError
 from .metrics import map_at_k, pr_curve, precision_at_n
 from .models.hash_model import HashModel
-from .plan import Stage
+from .plan import Stage, dataset_key
 from .progress import Reporter
 from .store import Artifact
-from .training import TrainData, run_epochs
+from .training import TrainData, run_epochs, to_device
 
 ENCODE_BATCH = 256
 EXAMPLES = 4
+#: database items kept per example query (the report shows them before and after the attack)
+EXAMPLE_TOP = 10
+#: longest side, in pixels, of the stored thumbnails of those items
+THUMBNAIL = 64
 #: slack for float rounding when checking that an attack stayed inside its ε-ball
 BUDGET_TOLERANCE = 1e-5
 
 
 @dataclass
 class StageContext:
-    """Shared by the stage functions of one run: device, progress, loaded datasets and artifacts."""
+    """Shared by the stage functions of one run: device, progress, loaded datasets and artifacts.
+
+    ``datasets`` is keyed by :func:`hashbench.plan.dataset_key` (the planner's opened datasets
+    can be passed in); ``channels_last`` puts models in channels-last memory format.
+    """
 
     device: torch.device
     reporter: Reporter
     artifact: Callable[[Stage], Artifact]
     datasets: dict[str, HashDataset] = field(default_factory=dict)
+    channels_last: bool = False
 
     def dataset(self, spec: dict[str, Any]) -> HashDataset:
-        name = spec["name"]
-        if name not in self.datasets:
-            type_name = spec.get("type") or name
-            self.datasets[name] = registries.datasets.create(type_name, spec["params"])
-        return self.datasets[name]
+        key = dataset_key(spec)
+        if key not in self.datasets:
+            self.datasets[key] = registries.datasets.create(spec.get("type") or spec["name"], spec["params"])
+        return self.datasets[key]
+
+    def place(self, model: HashModel) -> HashModel:
+        """``model`` on the device, in channels-last format when asked."""
+        model = model.to(self.device)
+        return model.to(memory_format=torch.channels_last) if self.channels_last else model
+
+
+def autocast(device: torch.device, amp: str | None) -> contextlib.AbstractContextManager:
+    """Mixed-precision autocast for ``amp`` ("bf16" or "fp16"); a no-op for ``None``."""
+    if amp is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
 def _seeded(seed: int) -> torch.Generator:
@@ -79,7 +100,7 @@ def load_model(ctx: StageContext, model_stage: Stage) -> HashModel:
     model = build_model(art.meta["model_spec"], art.meta["image_size"], pretrained=False)
     state = {k[len("model."):]: v for k, v in art.tensors.items() if k.startswith("model.")}
     model.load_state_dict(state)
-    return model.to(ctx.device).eval()
+    return ctx.place(model).eval()
 
 
 def _model_artifact(model: HashModel, method, meta: dict[str, Any]) -> Artifact:
@@ -92,10 +113,14 @@ def _model_artifact(model: HashModel, method, meta: dict[str, Any]) -> Artifact:
 
 def run_split(ctx: StageContext, stage: Stage) -> Artifact:
     dataset = ctx.dataset(stage.spec["dataset"])
+    planned, found = stage.spec.get("fingerprint"), dataset.fingerprint()
+    if planned != found:  # the files changed between planning and now: the key would lie
+        raise DataError(f"dataset '{stage.spec['dataset']['name']}' changed since the run was planned "
+                        f"(fingerprint {planned} → {found}); start the run again")
     sizes = stage.spec["split"]
     split = make_split(dataset, num_query=sizes["num_query"], num_train=sizes["num_train"],
                        num_database=sizes.get("num_database"), seed=stage.spec["seed"])
-    meta = {"seed": split.seed, "hash": split.hash(), "sizes": {
+    meta = {"seed": split.seed, "hash": split.hash(), "fingerprint": found, "sizes": {
         "train": len(split.train), "query": len(split.query), "database": len(split.database)}}
     return Artifact(split.to_tensors(), meta)
 
@@ -104,8 +129,10 @@ def run_train(ctx: StageContext, stage: Stage) -> Artifact:
     spec = stage.spec
     generator = _seeded(spec["seed"])
     dataset, split = _split_of(ctx, stage.inputs["split"])
-    model = build_model(spec, dataset.image_size).to(ctx.device)
+    model = ctx.place(build_model(spec, dataset.image_size))
     method = registries.methods.create(spec["method"]["name"], spec["method"]["params"])
+    amp = spec.get("amp")
+    scaler = torch.amp.GradScaler(ctx.device.type) if amp == "fp16" else None  # fp16 needs loss scaling
     data = TrainData(dataset, split.train, _labels(dataset, split.train, ctx.device))
     method.setup(len(data), spec["bits"], data.labels, ctx.device)
     optimizer = method.optimizer(model.parameters())
@@ -118,11 +145,17 @@ def run_train(ctx: StageContext, stage: Stage) -> Artifact:
 
     def step(x: torch.Tensor, y: torch.Tensor, pos: torch.Tensor) -> dict[str, torch.Tensor]:
         model.train()
-        loss = method.loss(model(x), y, pos)
+        with autocast(ctx.device, amp):
+            loss = method.loss(model(x), y, pos)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return {"loss": loss.detach()}
+        if scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        return {"loss": loss.detach().float()}
 
     start = time.perf_counter()
     history = run_epochs(data, step, epochs=p.epochs, batch_size=p.batch_size, augment=p.augment,
@@ -145,7 +178,9 @@ def run_defend(ctx: StageContext, stage: Stage) -> Artifact:
     defense = registries.defenses.create(spec["defense"]["name"], spec["defense"]["params"])
     data = TrainData(dataset, split.train, _labels(dataset, split.train, ctx.device))
     start = time.perf_counter()
-    model, log = defense.fit(model, method, data, DefenseContext(ctx.device, generator, ctx.reporter))
+    with autocast(ctx.device, spec.get("amp")):  # fp16 defenses run without loss scaling: prefer bf16
+        with _blame("defense", spec["defense"], "fit"):
+            model, log = defense.fit(model, method, data, DefenseContext(ctx.device, generator, ctx.reporter))
     model.eval()
     meta = {**{k: clean.meta[k] for k in ("model_spec", "image_size")}, "log": log,
             "wall_s": time.perf_counter() - start}
@@ -160,7 +195,7 @@ def encode_images(model: HashModel, dataset: HashDataset, indices: np.ndarray, d
     codes = []
     for start in range(0, len(indices), ENCODE_BATCH):
         batch = indices[start : start + ENCODE_BATCH]
-        codes.append(to_binary(model(dataset.images(batch).to(device))).cpu())
+        codes.append(to_binary(model(to_device(dataset.images(batch), device))).cpu())
         advance(len(batch))
     return torch.cat(codes) if codes else torch.zeros(0, model.bits, dtype=torch.int8)
 
@@ -180,12 +215,14 @@ def _attack_context(ctx: StageContext, stage: Stage, attack, generator: torch.Ge
     dataset, split = _split_of(ctx, stage.inputs["split"])
     codes = ctx.artifact(stage.inputs["encode"]).tensors
     state = ctx.artifact(stage.inputs["prepare"]).tensors if "prepare" in stage.inputs else {}
+    train_labels = _labels(dataset, split.train, ctx.device)
     return AttackContext(
         db_codes=codes["database"].float().to(ctx.device),
         db_labels=_labels(dataset, split.database, ctx.device),
         train_codes=codes["train"].float().to(ctx.device),
-        train_labels=_labels(dataset, split.train, ctx.device),
+        train_labels=train_labels,
         epsilon=attack.params.epsilon, device=ctx.device, generator=generator, state=dict(state),
+        train_data=TrainData(dataset, split.train, train_labels), reporter=ctx.reporter,
     )
 
 
@@ -197,8 +234,21 @@ def run_prepare(ctx: StageContext, stage: Stage) -> Artifact:
     for p in model.parameters():
         p.requires_grad_(False)
     start = time.perf_counter()
-    state = attack.prepare(model, _attack_context(ctx, stage, attack, generator)) or {}
+    with autocast(ctx.device, spec.get("amp")):
+        with _blame("attack", spec["attack"], "prepare"):
+            state = attack.prepare(model, _attack_context(ctx, stage, attack, generator)) or {}
     return Artifact(state, {"wall_s": time.perf_counter() - start})
+
+
+@contextlib.contextmanager
+def _blame(kind: str, plugin: dict[str, Any], call: str) -> Iterator[None]:
+    """An exception raised inside plugin code fails the stage naming the plugin and its distribution."""
+    try:
+        yield
+    except Exception as exc:
+        dist, version = plugin.get("origin") or ("unknown", "unknown")
+        raise PluginError(f"{kind} '{plugin['name']}' ({dist} {version}) raised {type(exc).__name__} "
+                          f"in {call}: {exc}") from exc
 
 
 def _check_batch(name: str, origin: list[str], bounded: bool, x: torch.Tensor, x_adv: Any, epsilon: float) -> None:
@@ -234,9 +284,11 @@ def run_attack(ctx: StageContext, stage: Stage) -> Artifact:
     with ctx.reporter.task(f"attack {name}", len(split.query)) as advance:
         for lo in range(0, len(split.query), batch_size):
             sl = slice(lo, lo + batch_size)
-            x = dataset.images(split.query[sl]).to(ctx.device)
+            x = to_device(dataset.images(split.query[sl]), ctx.device)
             target = targets[sl] if attack.targeted else None
-            x_adv = attack.perturb(model, x, query_labels[sl], target, actx)
+            with autocast(ctx.device, spec.get("amp")):  # attacks stay fp32 unless --amp-attacks
+                with _blame("attack", spec["attack"], "perturb"):
+                    x_adv = attack.perturb(model, x, query_labels[sl], target, actx)
             _check_batch(name, spec["attack"]["origin"], attack.bounded, x, x_adv, attack.params.epsilon)
             x_adv = x_adv.detach().clamp(0, 1)
             with torch.no_grad():
@@ -285,7 +337,31 @@ def run_evaluate(ctx: StageContext, stage: Stage) -> Artifact:
     metrics["pr_curve"] = {"recall": _finite_or_none(recall), "precision": _finite_or_none(precision)}
     ns = [n for n in spec["pn"] if n <= len(split.database)] or [len(split.database)]
     metrics["p_at_n"] = {"n": ns, "precision": _finite_or_none(precision_at_n(query_codes, db_codes, query_labels, db_labels, ns))}
-    return Artifact({}, {"metrics": metrics, "wall_s": time.perf_counter() - start})
+    metrics["examples"], thumbnails = _example_rankings(dataset, split, query_codes, db_codes)
+    return Artifact({"examples_top": thumbnails}, {"metrics": metrics, "wall_s": time.perf_counter() - start})
+
+
+def _example_rankings(dataset: HashDataset, split: Split, query_codes: torch.Tensor,
+                      db_codes: torch.Tensor) -> tuple[dict[str, Any], torch.Tensor]:
+    """The top :data:`EXAMPLE_TOP` database items of the first :data:`EXAMPLES` queries, for the report.
+
+    Returns dataset indices (queries, retrieved items), the items' relevance to each query's true
+    labels, and uint8 thumbnails of the retrieved items (longest side at most :data:`THUMBNAIL`),
+    shaped ``queries × EXAMPLE_TOP × C × h × w``.  Hamming ranking, ties broken by database index.
+    """
+    q = query_codes[:EXAMPLES].float()
+    distance = (db_codes.shape[1] - q @ db_codes.float().T) / 2
+    order = torch.argsort(distance, dim=1, stable=True)[:, :EXAMPLE_TOP].numpy()
+    top = split.database[order]
+    relevant = (dataset.labels[split.query[: len(q)], None, :] * dataset.labels[top]).sum(-1) > 0
+    images = dataset.images(top.reshape(-1))
+    scale = THUMBNAIL / max(images.shape[-2:])
+    if scale < 1:
+        size = [max(1, round(side * scale)) for side in images.shape[-2:]]
+        images = torch.nn.functional.interpolate(images, size=size, mode="bilinear", antialias=True)
+    thumbnails = (images.clamp(0, 1) * 255).round().to(torch.uint8).reshape(*top.shape, *images.shape[1:])
+    examples = {"queries": split.query[: len(q)].tolist(), "top": top.tolist(), "relevant": relevant.tolist()}
+    return examples, thumbnails
 
 
 EXECUTORS: dict[str, Callable[[StageContext, Stage], Artifact]] = {

@@ -22,6 +22,13 @@ class TrainingDiverged(HashbenchError):
     """A loss became NaN or infinite; the message names the epoch and step (1-based)."""
 
 
+def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``x`` on ``device``; a CPU batch bound for CUDA goes through pinned memory (asynchronous copy)."""
+    if device.type == "cuda" and x.device.type == "cpu":
+        return x.pin_memory().to(device, non_blocking=True)
+    return x.to(device)
+
+
 @dataclass
 class TrainData:
     """The training split: dataset item indices, and their labels on the training device."""
@@ -36,7 +43,7 @@ class TrainData:
     def batch(self, positions: torch.Tensor, *, augment: bool, generator: torch.Generator, device: torch.device):
         """(images, labels, positions) of training positions ``positions``."""
         items = self.indices[positions.numpy()]
-        x = self.dataset.images(items, augment=augment, generator=generator).to(device)
+        x = to_device(self.dataset.images(items, augment=augment, generator=generator), device)
         return x, self.labels[positions.to(self.labels.device)], positions.to(device)
 
 
