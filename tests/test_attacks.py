@@ -236,12 +236,18 @@ def test_targeted_attacks_need_targets():
 
 @pytest.fixture(scope="module")
 def victim():
-    """DPSH, smallcnn width 8, 16 bits, trained 25 epochs on a 400-image shapes split."""
+    """CSQ, smallcnn width 8, 16 bits, trained 20 epochs on a 400-image single-shape split.
+
+    CSQ rather than DPSH: from a from-scratch smallcnn DPSH's likelihood gradient (proportional
+    to bank codes that start at zero) leaves it near chance, and a victim with a handful of
+    distinct codes cannot show what an attack does (see ``hashbench.testing.tiny_victim``).
+    """
     torch.manual_seed(0)
-    dataset = registries.datasets.create("shapes", {"num_items": 400, "image_size": 32})
+    dataset = registries.datasets.create("shapes", {"num_items": 400, "image_size": 32, "num_classes": 4,
+                                                    "max_shapes": 1})
     split = make_split(dataset, num_query=40, num_train=300, seed=0)
     model = HashModel(registries.backbones.create("smallcnn", {"width": 8, "features": 64}).build(32), 16)
-    method = registries.methods.create("dpsh", {"epochs": 25, "batch_size": 32, "lr": 0.1})
+    method = registries.methods.create("csq", {"epochs": 20, "batch_size": 16, "lr": 0.05})
     train_labels = torch.as_tensor(dataset.labels[split.train], dtype=torch.float32)
     data = TrainData(dataset, split.train, train_labels)
     method.setup(len(data), 16, train_labels, torch.device("cpu"))
@@ -259,7 +265,7 @@ def victim():
         for group in optimizer.param_groups:
             group["lr"] = method.lr_at_epoch(epoch)
 
-    run_epochs(data, step, epochs=25, batch_size=32, augment=True, generator=torch.Generator().manual_seed(0),
+    run_epochs(data, step, epochs=20, batch_size=16, augment=True, generator=torch.Generator().manual_seed(0),
                device=torch.device("cpu"), before_epoch=before_epoch)
     model.eval()
     for p in model.parameters():
@@ -327,7 +333,14 @@ def test_random_draws_follow_the_seed(victim, results, name):
     attack = registries.attacks.create(name, {"iterations": 20})
     target = victim["targets"] if attack.targeted else None
     other = attack.perturb(victim["model"], victim["x"], victim["y"], target, victim["context"](1))
-    assert not torch.equal(other, results[name])
+    if name in ("p2p", "dhta"):
+        # The seed picks which matching database items vote; when the victim gives every item of a
+        # label the same code (a well-trained single-label victim does), any draw gives the same anchor.
+        same_anchors = torch.equal(attack.anchor_codes(victim["targets"], victim["context"](0)),
+                                   attack.anchor_codes(victim["targets"], victim["context"](1)))
+        assert torch.equal(other, results[name]) == same_anchors
+    else:
+        assert not torch.equal(other, results[name])
 
 
 @pytest.mark.parametrize("name", UNTARGETED)

@@ -12,6 +12,15 @@ from ..params import Params
 from ..plugin import Plugin
 
 
+def pairwise_logistic(theta: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """Element-wise negative log-likelihood ``log(1+e^{-|θ|}) + max(θ, 0) − s·θ`` of pairwise labels.
+
+    It equals ``log(1 + e^θ) − s·θ`` written so that large ``|θ|`` cannot overflow; DPSH,
+    HashNet and DSDH share it.
+    """
+    return torch.log1p(torch.exp(-theta.abs())) + theta.clamp(min=0) - s * theta
+
+
 class SGDParams(Params):
     """Epochs, batch and SGD settings shared by clean training and adversarial training."""
 
@@ -24,7 +33,12 @@ class SGDParams(Params):
 
 
 class TrainParams(SGDParams):
-    """Clean training as in CgAT's ``hashing.py`` (spec §1.3): SGD, step decay ×0.1 every E/3 epochs."""
+    """Clean training as in CgAT's ``hashing.py`` (spec §1.3), shared by every method.
+
+    ``epochs`` 100, ``batch_size`` 64, SGD ``lr`` 0.01, ``momentum`` 0.9, ``weight_decay`` 5e-4,
+    ``augment`` on, and a step decay: lr × ``lr_decay`` (0.1) every ``lr_decay_every`` (1/3) of
+    the epochs.
+    """
 
     lr_decay: float = Field(0.1, gt=0, le=1)
     lr_decay_every: float = Field(1 / 3, gt=0, le=1, description="fraction of the epochs between decays")

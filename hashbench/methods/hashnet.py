@@ -1,0 +1,44 @@
+"""HashNet (Cao, Long, Wang, Yu, ICCV 2017), in CgAT's form: weighted pairwise logistic loss on a bank."""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+
+from .base import HashMethod, TrainParams, pairwise_logistic
+
+
+class HashNet(HashMethod):
+    """Class-balanced pairwise logistic likelihood against the training bank.
+
+    Paper: Z. Cao, M. Long, J. Wang, P. S. Yu. *HashNet: Deep Learning to Hash by
+    Continuation*. ICCV 2017.
+
+    Loss (cgat_spec §4): with ``θ_ij = α u_i·U_j`` and ``ℓ_ij = log(1+e^{-|θ_ij|}) +
+    max(θ_ij, 0) − s_ij θ_ij`` over the batch i and every training item j of the bank U,
+    ``L = Σ_{s_ij=1} ℓ_ij / S₁ + Σ_{s_ij=0} ℓ_ij / S₀`` where S₁ and S₀ count the similar and
+    dissimilar pairs (CgAT's ``Σ w ℓ / S`` with weights S/S₁ and S/S₀; an empty group
+    contributes nothing).  The bank rows of the batch are overwritten with the current
+    (detached) outputs first.  The model's tanh has a fixed scale (CgAT's backbones), so
+    HashNet's scale continuation is not used.
+
+    Parameters: ``alpha`` (α, inner-product scale) 0.1, and the clean-training settings of
+    :class:`TrainParams`.
+    """
+
+    name = "hashnet"
+    description = "class-balanced pairwise logistic likelihood on a training-set bank"
+    paper = "Cao, Long, Wang, Yu. HashNet: Deep Learning to Hash by Continuation. ICCV 2017"
+    uses_bank = True
+
+    class Params(TrainParams):
+        alpha: float = Field(0.1, gt=0, description="scale α of the inner product")
+
+    def loss(self, u: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        bank = self.bank
+        bank.update(idx, u)
+        s = bank.similarity(y)
+        nll = pairwise_logistic(self.params.alpha * u @ bank.u.T, s)
+        similar = (nll * s).sum() / s.sum().clamp(min=1)
+        dissimilar = (nll * (1 - s)).sum() / (1 - s).sum().clamp(min=1)
+        return similar + dissimilar
