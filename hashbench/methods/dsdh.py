@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from .base import HashMethod, TrainParams
+from .base import HashMethod, TrainParams, pairwise_logistic
 
 
 class DSDH(HashMethod):
@@ -100,9 +100,7 @@ class DSDH(HashMethod):
         p = self.params
         bank = self.bank
         bank.update(idx, u)
-        s = bank.similarity(y)
-        theta = 0.5 * u @ bank.u.T
-        likelihood = (torch.log1p(torch.exp(-theta.abs())) + theta.clamp(min=0) - s * theta).mean()
+        likelihood = pairwise_logistic(0.5 * u @ bank.u.T, bank.similarity(y)).mean()
         classification = (y - self.codes[idx] @ self.classifier).pow(2).mean()
         regulariser = self.classifier.pow(2).mean()
         return likelihood + p.mu * classification + p.nu * regulariser
