@@ -32,6 +32,7 @@ import torch
 from filelock import Timeout
 
 from ..cost import dataset_sizes, split_stage, stage_flops
+from ..determinism import use_deterministic_kernels
 from ..errors import HashbenchError, UserError
 from ..plan import Stage
 from ..progress import Reporter
@@ -139,6 +140,9 @@ class StageWorker:
 
     def __init__(self, config: WorkerConfig, *, datasets: dict | None = None, reporter: Reporter | None = None,
                  device: torch.device | None = None) -> None:
+        use_deterministic_kernels()
+        if config.threads is not None:
+            torch.set_num_threads(config.threads)
         self.config = config
         self.store = ArtifactStore(config.store_root)
         self.device = device or resolve_device(config.device)
