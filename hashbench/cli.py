@@ -116,6 +116,9 @@ amp_attacks_option = click.option("--amp-attacks", is_flag=True,
               help="Override every backbone's ImageNet weights: 'imagenet', 'none' or a state_dict file.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
               help="Local processes running independent stages (each with cores/N torch threads).")
+@click.option("--threads", default=None, type=click.IntRange(min=1),
+              help="Torch threads per process running stages (default: all cores with one worker, cores/N with "
+                   "N).  Equal --threads give bit-identical records whatever --workers is.")
 @click.option("--executor", default="local", show_default=True, type=click.Choice(["local", "ray"]),
               help="Run stages here, or as Ray tasks (needs the 'ray' extra and a shared filesystem).")
 @click.option("--address", default=None, help="Ray cluster address (default: start a local Ray instance).")
@@ -129,7 +132,7 @@ amp_attacks_option = click.option("--amp-attacks", is_flag=True,
 @registry_option
 @_user_errors
 def run(grid: str, profile: str | None, overrides: tuple[str, ...], run_name: str | None, device: str,
-        pretrained: str | None, workers: int, executor: str, address: str | None, amp: str | None,
+        pretrained: str | None, workers: int, threads: int | None, executor: str, address: str | None, amp: str | None,
         amp_attacks: bool, channels_last: bool, dry_run: bool, no_report: bool, quiet: bool,
         results_dir: str | None, registry_path: str | None) -> None:
     """Run a grid: train, defend, attack, evaluate (cached stages are reused) and write the report.
@@ -142,17 +145,20 @@ def run(grid: str, profile: str | None, overrides: tuple[str, ...], run_name: st
 
     if executor == "ray" and workers != 1:
         raise UserError("--workers is for the local executor; Ray runs as many stages as the cluster has CPUs")
+    if workers > 1 and not dry_run:
+        from .executors.processes import start_worker_server
+
+        start_worker_server()  # imports torch in the background while this process plans
     plan = _plan(registry_path, grid, profile, overrides, pretrained, amp, amp_attacks, require_data=not dry_run)
     root = _results_dir(results_dir)
     if dry_run:
         _print_plan(plan, root, device, as_json=False)
         return
-    _configure_torch()
     reporter = default_reporter(quiet)
     name = run_name or plan.grid_name
     try:
         runner = Runner(root, device, reporter, workers=workers, executor=executor, address=address,
-                        channels_last=channels_last)
+                        channels_last=channels_last, threads=threads)
         summary = runner.run(plan, name)
     finally:
         reporter.close()
@@ -171,12 +177,6 @@ def run(grid: str, profile: str | None, overrides: tuple[str, ...], run_name: st
                           f"{escape(failure['error'])}",
                           markup=True, highlight=False)
         sys.exit(1)
-
-
-def _configure_torch() -> None:
-    import torch
-
-    torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def _fmt_seconds(s: float | None) -> str:

@@ -102,13 +102,18 @@ class Runner:
 
     ``device`` is ``auto``, ``cpu``, ``cuda`` or a :class:`torch.device`; with Ray it is
     resolved on each worker.  ``channels_last`` is a speed setting (not part of keys).
+    ``threads`` is the torch intra-op thread count of every process running stages (default:
+    this process's with one worker, ``cores // workers`` with several); float reductions depend
+    on it, so equal ``threads`` give bit-identical records whatever ``workers`` is.
     """
 
     def __init__(self, results_dir: str | Path, device: torch.device | str = "auto", reporter: Reporter | None = None,
                  *, workers: int = 1, executor: str = "local", address: str | None = None,
-                 channels_last: bool = False) -> None:
+                 channels_last: bool = False, threads: int | None = None) -> None:
         if workers < 1:
             raise UserError(f"--workers must be at least 1 (got {workers})")
+        if threads is not None and threads < 1:
+            raise UserError(f"--threads must be at least 1 (got {threads})")
         if executor not in EXECUTOR_KINDS:
             raise UserError(f"--executor: unknown executor '{executor}' (allowed: {', '.join(EXECUTOR_KINDS)})")
         if address is not None and executor != "ray":
@@ -123,9 +128,20 @@ class Runner:
         self.executor_kind = executor
         self.address = address
         self.channels_last = channels_last
+        self.threads = threads
+
+    def _threads(self) -> int | None:
+        """The torch threads each process running stages uses (``None``: Ray's own processes decide)."""
+        if self.threads is not None or self.executor_kind == "ray":
+            return self.threads
+        if self.workers == 1:
+            return torch.get_num_threads()
+        from .executors.parallel import threads_per_worker
+
+        return threads_per_worker(self.workers)
 
     def _executor(self, plan: Plan):
-        config = WorkerConfig(store_root(self.results_dir), self.device_name, self.channels_last)
+        config = WorkerConfig(store_root(self.results_dir), self.device_name, self.channels_last, self._threads())
         if self.executor_kind == "ray":
             from .executors.ray import RayExecutor
 
@@ -150,6 +166,7 @@ class Runner:
             "device_name": _device_name(device) if device else None, "python": platform.python_version(),
             "torch": torch.__version__, "platform": platform.platform(), "cells": len(plan.cells),
             "command": " ".join(sys.argv), "executor": self.executor_kind, "workers": self.workers,
+            "threads": self._threads(),
             "amp": plan.options.amp, "amp_attacks": plan.options.amp_attacks, "channels_last": self.channels_last,
         }
         write_json_atomic(folder / "run.json", manifest)
@@ -183,8 +200,9 @@ class LocalRunner(Runner):
     """Runs a plan on this machine: sequentially, or with ``workers`` processes."""
 
     def __init__(self, results_dir: str | Path, device: torch.device | str = "auto", reporter: Reporter | None = None,
-                 *, workers: int = 1, channels_last: bool = False) -> None:
-        super().__init__(results_dir, device, reporter, workers=workers, channels_last=channels_last)
+                 *, workers: int = 1, channels_last: bool = False, threads: int | None = None) -> None:
+        super().__init__(results_dir, device, reporter, workers=workers, channels_last=channels_last,
+                         threads=threads)
 
 
 class _RunState:

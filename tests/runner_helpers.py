@@ -58,23 +58,22 @@ def unregistered(names: dict[str, list[str]]) -> list[str]:
 def reference_run(config: Config, root: Path) -> dict[str, dict]:
     """Run the small grid in this process with :data:`THREADS` torch threads; its metrics."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(THREADS)
     try:
-        LocalRunner(root, "cpu").run(small_plan(config), "smoke")
+        LocalRunner(root, "cpu", threads=THREADS).run(small_plan(config), "smoke")
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(threads)  # the runner set this process's threads
     return metrics("smoke", root)
 
 
 def cli_command(results_dir: Path, *extra: str) -> list[str]:
-    """``hashbench run`` of the small grid on the CPU, quiet, without a report."""
+    """``hashbench run`` of the small grid on the CPU with :data:`THREADS` threads, quiet, without a report."""
     return [sys.executable, "-m", "hashbench.cli", "run", *small_cli_args(), "--device", "cpu", "--quiet",
-            "--no-report", "--results-dir", str(results_dir), *extra]
+            "--no-report", "--threads", str(THREADS), "--results-dir", str(results_dir), *extra]
 
 
 def cli_env(crash: str | None = None) -> dict[str, str]:
-    """This environment with :data:`THREADS` threads and, if given, the crash point ``HASHBENCH_CRASH_AFTER``."""
-    env = {**{k: v for k, v in os.environ.items() if k != CRASH_ENV}, "OMP_NUM_THREADS": str(THREADS)}
+    """This environment with, if given, the crash point ``HASHBENCH_CRASH_AFTER``."""
+    env = {k: v for k, v in os.environ.items() if k != CRASH_ENV}
     if crash:
         env[CRASH_ENV] = crash
     return env

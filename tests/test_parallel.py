@@ -1,5 +1,6 @@
 """Parallel execution: --workers N, and several runs sharing one results folder."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -10,6 +11,7 @@ import time
 import pytest
 import torch
 
+from hashbench.errors import UserError
 from hashbench.executors.parallel import threads_per_worker
 from hashbench.runner import LocalRunner
 from hashbench.store import ArtifactStore
@@ -21,9 +23,8 @@ def sequential(tmp_path_factory, config):
     """The small grid run in this process with the thread count a worker of two gets."""
     root = tmp_path_factory.mktemp("sequential")
     threads = torch.get_num_threads()
-    torch.set_num_threads(threads_per_worker(2))  # same threads, so the same float reductions
-    try:
-        LocalRunner(root, "cpu").run(small_plan(config), "smoke")
+    try:  # same threads, so the same float reductions
+        LocalRunner(root, "cpu", threads=threads_per_worker(2)).run(small_plan(config), "smoke")
     finally:
         torch.set_num_threads(threads)
     return root
@@ -36,6 +37,21 @@ def test_two_workers_give_the_same_records(sequential, config, tmp_path):
     keys = [t["key"] for t in timings(tmp_path)]
     assert len(keys) == len(set(keys)) == sum(SMALL_STAGES.values())  # no stage ran twice
     assert all(t["pid"] != os.getpid() for t in timings(tmp_path))  # they ran in the worker processes
+
+
+def test_threads_are_set_for_the_run_and_recorded(config, tmp_path):
+    before = torch.get_num_threads()
+    try:
+        LocalRunner(tmp_path, "cpu", threads=1).run(small_plan(config, ["defenses=[none]", "attacks=[]"]), "one")
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert json.loads((tmp_path / "one" / "run.json").read_text())["threads"] == 1
+
+
+def test_zero_threads_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="--threads must be at least 1"):
+        LocalRunner(tmp_path, "cpu", threads=0)
 
 
 def test_a_stage_another_process_holds_is_waited_for_not_repeated(sequential, config, tmp_path):
@@ -69,9 +85,8 @@ def test_a_stage_another_process_holds_is_waited_for_not_repeated(sequential, co
 
 def test_two_runs_on_one_results_folder_share_the_work(sequential, tmp_path):
     command = [sys.executable, "-m", "hashbench.cli", "run", *small_cli_args(), "--device", "cpu", "--quiet",
-               "--no-report", "--results-dir", str(tmp_path)]
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads_per_worker(2))}
-    procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+               "--no-report", "--threads", str(threads_per_worker(2)), "--results-dir", str(tmp_path)]
+    procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for _ in range(2)]
     outputs = [p.communicate(timeout=600)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs

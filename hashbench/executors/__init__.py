@@ -8,6 +8,15 @@ the three produce the same artifacts and records.  The coordinator
 
 from __future__ import annotations
 
-from .worker import StageResult, StageWorker, WorkerConfig, resolve_device
+from typing import Any
 
 __all__ = ["StageResult", "StageWorker", "WorkerConfig", "resolve_device"]
+
+
+def __getattr__(name: str) -> Any:
+    # lazy, so that importing :mod:`.processes` (which starts the fork server) does not import torch
+    if name in __all__:
+        from . import worker
+
+        return getattr(worker, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,24 +1,27 @@
 """``--workers N``: independent stages run in N local processes.
 
 Each worker process gets ``max(1, cores // N)`` torch threads, so N workers do not
-oversubscribe the CPU.  Workers start from a fork server that has imported hashbench and
-torch once (where the platform has one; otherwise they are spawned), never by forking a
-process whose OpenMP threads are running.  A worker that dies (killed, out of memory) breaks
-the pool: its stages come back as ``lost`` and a fresh pool takes over.
+oversubscribe the CPU (two OpenMP threads per worker on two cores made the smoke grid 7× slower).
+Workers start from a fork server (:mod:`.processes`).  Each worker has up to
+:data:`QUEUED_PER_WORKER` stages submitted, so it starts its next stage while the coordinator
+handles the last one.  A worker that dies (killed, out of memory) breaks the pool: its stages
+come back as ``lost`` and a fresh pool takes over.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
-import torch
 
 from ..plan import Stage
 from ..store import StoreWriteError
+from .processes import worker_context
 from .worker import StageResult, StageWorker, WorkerConfig
+
+#: stages handed to the pool per worker: one running, one waiting in the pool's queue
+QUEUED_PER_WORKER = 2
 
 _WORKER: StageWorker | None = None
 
@@ -37,8 +40,6 @@ def threads_per_worker(workers: int) -> int:
 
 def _init(config: WorkerConfig) -> None:
     global _WORKER
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
     _WORKER = StageWorker(config)
 
 
@@ -47,27 +48,20 @@ def _run(stage: Stage) -> StageResult:
     return _WORKER.run(stage)
 
 
-def _context() -> multiprocessing.context.BaseContext:
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["hashbench.executors.parallel"])
-        return ctx
-    return multiprocessing.get_context("spawn")
-
-
 class PoolExecutor:
-    """N worker processes; at most N stages in flight."""
+    """N worker processes; at most ``QUEUED_PER_WORKER × N`` stages in flight."""
 
     def __init__(self, config: WorkerConfig, workers: int) -> None:
         if config.threads is None:
             config = WorkerConfig(config.store_root, config.device, config.channels_last, threads_per_worker(workers))
         self.config = config
-        self.slots = workers
+        self.workers = workers
+        self.slots = workers * QUEUED_PER_WORKER
         self._pool = self._new_pool()
         self._futures: dict[Future, Stage] = {}
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(self.slots, mp_context=_context(), initializer=_init, initargs=(self.config,))
+        return ProcessPoolExecutor(self.workers, mp_context=worker_context(), initializer=_init, initargs=(self.config,))
 
     def submit(self, stage: Stage) -> None:
         try:

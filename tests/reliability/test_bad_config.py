@@ -167,3 +167,12 @@ def test_a_bad_invocation_leaves_finished_results_untouched(tmp_path: Path, bad:
     result = invoke("run", *FAST, *bad, "--results-dir", str(results), "--quiet", "--no-report")
     assert_clear_error(result)
     assert _snapshot(results) == before
+
+
+@pytest.mark.parametrize("option", ["--threads", "--workers"])
+def test_a_process_count_below_one_is_refused_by_the_option_parser(tmp_path: Path, option: str) -> None:
+    results = tmp_path / "results"
+    result = invoke("run", *FAST, option, "0", "--results-dir", str(results), "--quiet", "--no-report")
+    assert result.exit_code == 2
+    assert f"Invalid value for '{option}': 0 is not in the range x>=1" in result.output
+    assert not results.exists()
