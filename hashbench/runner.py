@@ -37,7 +37,7 @@ from .executors.worker import StageResult, WorkerConfig, resolve_device, store_r
 from .plan import Cell, Plan, Stage
 from .progress import Reporter
 from .results import RECORD_SCHEMA_VERSION
-from .store import ArtifactStore, write_failure
+from .store import ArtifactStore, StoreWriteError, write_failure
 
 EXECUTOR_KINDS = ("local", "ray")
 #: how often a stage that was missing or whose worker died is retried before it fails
@@ -182,6 +182,9 @@ class Runner:
             with self.reporter.task(f"run {run}", len(plan.cells)) as advance:
                 ctx.advance = advance
                 ctx.schedule(executor)
+        except BaseException as exc:  # disk full, Ctrl-C: say so in run.json rather than "running"
+            self._mark_stopped(folder, manifest, exc, time.perf_counter() - start)
+            raise
         finally:
             executor.close()
         summary.executed, summary.cached = dict(ctx.executed), dict(ctx.cached)
@@ -194,6 +197,16 @@ class Runner:
         )
         write_json_atomic(folder / "run.json", manifest)
         return summary
+
+    @staticmethod
+    def _mark_stopped(folder: Path, manifest: dict[str, Any], exc: BaseException, wall_s: float) -> None:
+        """Best effort: ``run.json`` says the run was interrupted or aborted, and why."""
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "aborted"
+        manifest.update(finished=now(), status=status, error=f"{type(exc).__name__}: {exc}", wall_s=wall_s)
+        try:
+            write_json_atomic(folder / "run.json", manifest)
+        except StoreWriteError:
+            pass  # the full disk that stopped the run may refuse this write too; the exception says why
 
 
 class LocalRunner(Runner):

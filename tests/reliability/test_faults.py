@@ -178,6 +178,7 @@ def test_disk_full_while_storing_a_stage(tmp_path, monkeypatch):
     assert sorted(t["key"] for t in stored_timings(results)) == sorted(kept)
     done = read_records("smoke", results)
     assert all(r["status"] == "ok" for r in done)  # any record written is complete
+    assert json.loads((results / "smoke" / "run.json").read_text())["status"] == "aborted"
 
     monkeypatch.setattr(store_module, "save_file", real_save_file)  # space was freed
     again = invoke("run", *_cli_set(NO_DEFENSE), "--device", "cpu", "--quiet", "--no-report",
@@ -209,10 +210,27 @@ def test_disk_full_while_writing_a_record(config, tmp_path, monkeypatch):
     assert type(caught.value).__name__ == "StoreWriteError"
     records = tmp_path / "smoke" / "records"
     assert not list(records.iterdir())  # neither the record nor its temporary file is left
+    manifest = json.loads((tmp_path / "smoke" / "run.json").read_text())
+    assert manifest["status"] == "aborted" and "disk full" in manifest["error"] and manifest["finished"]
     monkeypatch.setattr(runner_module.json, "dump", real_dump)
     summary = LocalRunner(tmp_path, "cpu").run(plan, "smoke")
     assert summary.executed == {} and not summary.failed  # every stage was kept; only the record was missing
     assert [r["status"] for r in read_records("smoke", tmp_path)] == ["ok"]
+
+
+def test_an_interrupted_run_says_so_in_run_json(config, tmp_path, monkeypatch):
+    """Ctrl-C during a stage: the interrupt propagates and run.json no longer claims "running"."""
+    from hashbench import stages
+
+    def interrupt(ctx, stage):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(stages.EXECUTORS, "train", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        LocalRunner(tmp_path, "cpu").run(small_plan(config, NO_DEFENSE + ["attacks=[]"]), "smoke")
+    manifest = json.loads((tmp_path / "smoke" / "run.json").read_text())
+    assert manifest["status"] == "interrupted" and manifest["error"] == "KeyboardInterrupt: "
+    assert manifest["finished"] and manifest["wall_s"] > 0
 
 
 # -- a loss that becomes NaN -------------------------------------------------------------------
