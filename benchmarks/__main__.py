@@ -20,7 +20,7 @@ SCRIPTS = {
     "bench_metrics": ["--quick"],
     "bench_pgd": ["--quick"],
     "bench_adversarial": ["--quick"],
-    "bench_reuse": [],
+    "bench_reuse": ["--quick"],
     "bench_parallel": ["--quick"],
     "bench_gpu": ["--quick"],
 }

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 import torch
 
-from benchmarks.common import FULL_GRID, build_model, median, ratio_line, results_dir, timed_run, write_report
+from benchmarks.common import RUN_GRIDS, build_model, median, ratio_line, results_dir, timed_run, write_report
 from hashbench.cost import forward_flops
 from hashbench.pgd import PGDConfig, pgd
 
@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo = None
     if args.demo:
         with tempfile.TemporaryDirectory(prefix="hashbench-bench-") as tmp:
-            demo = timed_run([*FULL_GRID, "--device", "cuda"], Path(tmp), "demo")
+            demo = timed_run([*RUN_GRIDS["demo"], "--device", "cuda"], Path(tmp), "demo")
         print(f"demo grid on the GPU: {demo['runner_s']:.1f} s runner, {demo['process_s']:.1f} s process")
     best = max(r["peak_fraction"] for r in results.values())
     write_report("gpu", {"device_name": torch.cuda.get_device_name(), "quick": args.quick, "results": results,

@@ -1,11 +1,19 @@
-"""Parallel scaling: the small smoke grid with ``--workers 2`` vs ``--workers 1``.
+"""Parallel scaling: the ``smoke`` grid with ``--workers 2`` vs ``--workers 1``.
 
-Run from the repository root: ``python -m benchmarks.bench_parallel [--quick] [--full]``.  Each
-run starts from an empty results folder; runs alternate 1, 2, 2, 1, … (``--repeats`` pairs) so
-background load hits both equally, and the speed-up is the ratio of median runner times
-(``wall_s`` of run.json).  The ideal speed-up is bounded by the plan's critical path (a defended
-model needs its clean one, its attack needs its codes).  Final line
-``parallel_speedup: <ratio>``; JSON in ``benchmarks/results/parallel.json``.
+Run from the repository root: ``python -m benchmarks.bench_parallel [--quick] [--grid small|smoke|demo]``.
+Each run starts from an empty results folder; the configurations alternate in order and reverse
+order (``--repeats`` rounds) so background load hits all equally, and ratios are of median runner
+times (``wall_s`` of run.json).  Three configurations:
+
+- ``--workers 1``: one process with every core as torch intra-op threads (the default);
+- ``--workers N``: N processes with cores/N threads each;
+- ``--workers 1 --threads 1``: the same stages on one thread, which separates what the runner's
+  process parallelism gains from what intra-op threads already gave ``--workers 1``.
+
+The final line ``parallel_speedup: <ratio>`` is ``--workers 1`` / ``--workers N``.  Its ceiling is
+set by intra-op threading: with N·(1-thread speed) against the speed of one process on all
+cores, the best possible ratio is about N / intra_op_speedup.  JSON in
+``benchmarks/results/parallel.json``.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from benchmarks.common import FULL_GRID, SMALL_GRID, median, ratio_line, timed_run, write_report
+from benchmarks.common import RUN_GRIDS, median, ratio_line, timed_run, write_report
 
 TARGET = 1.5
 
@@ -25,34 +33,43 @@ TARGET = 1.5
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one run of each")
-    parser.add_argument("--full", action="store_true", help="the demo grid instead of the small smoke grid")
+    parser.add_argument("--grid", choices=list(RUN_GRIDS), default="smoke", help="which grid (default: smoke)")
     parser.add_argument("--repeats", type=int, default=None, help="pairs of runs (default 2; quick 1)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="extra --set for the grid, e.g. methods=[dpsh,dph] (later ones win)")
     args = parser.parse_args(argv)
-    grid = [*(FULL_GRID if args.full else SMALL_GRID), *(a for o in args.overrides for a in ("--set", o))]
+    grid = [*RUN_GRIDS[args.grid], *(a for o in args.overrides for a in ("--set", o))]
     repeats = args.repeats or (1 if args.quick else 2)
-    runs: dict[int, list[dict]] = {1: [], args.workers: []}
+    many_label = str(args.workers)
+    configs = {"1": (1, []), many_label: (args.workers, []), "1-thread": (1, ["--threads", "1"])}
+    runs: dict[str, list[dict]] = {label: [] for label in configs}
     for i in range(repeats):
-        for workers in ((1, args.workers) if i % 2 == 0 else (args.workers, 1)):
+        for label in (list(configs) if i % 2 == 0 else list(reversed(configs))):
+            workers, extra = configs[label]
             with tempfile.TemporaryDirectory(prefix="hashbench-bench-") as tmp:
-                r = timed_run(grid, Path(tmp), "bench", workers)
+                r = timed_run([*grid, *extra], Path(tmp), "bench", workers)
             if r["status"] != "complete":
-                print(f"ERROR: run with {workers} workers ended {r['status']}", file=sys.stderr)
+                print(f"ERROR: run {label} ended {r['status']}", file=sys.stderr)
                 return 1
-            runs[workers].append(r)
-    one, many = median([r["runner_s"] for r in runs[1]]), median([r["runner_s"] for r in runs[args.workers]])
-    speedup = one / many
-    print(f"grid: {' '.join(grid)}; {repeats} run(s) each, "
-          f"{runs[1][0]['executed']} stages per run")
-    print(f"{'workers':<9}{'median runner s':>17}{'runs':>40}")
-    for workers, rs in runs.items():
-        print(f"{workers:<9}{median([r['runner_s'] for r in rs]):>17.2f}"
-              f"{json.dumps([round(r['runner_s'], 2) for r in rs]):>40}")
-    write_report("parallel", {"grid": "demo" if args.full else "small-smoke", "grid_args": grid,
-                              "overrides": args.overrides, "workers": args.workers,
-                              "runs": {str(k): v for k, v in runs.items()}, "median_s": {"1": one, str(args.workers): many},
+            runs[label].append(r)
+    med = {label: median([r["runner_s"] for r in rs]) for label, rs in runs.items()}
+    speedup = med["1"] / med[many_label]
+    intra_op = med["1-thread"] / med["1"]
+    equal_threads = med["1-thread"] / med[many_label]
+    print(f"grid: {args.grid} ({' '.join(grid)}); {repeats} run(s) each, {runs['1'][0]['executed']} stages per run")
+    print(f"{'run':<22}{'median runner s':>17}{'median process s':>18}{'runner s of each run':>34}")
+    names = {"1": "--workers 1", many_label: f"--workers {args.workers}", "1-thread": "--workers 1 --threads 1"}
+    for label, rs in runs.items():
+        print(f"{names[label]:<22}{med[label]:>17.2f}{median([r['process_s'] for r in rs]):>18.2f}"
+              f"{json.dumps([round(r['runner_s'], 2) for r in rs]):>34}")
+    print(f"intra-op speed-up of --workers 1 (1 thread / all cores): {intra_op:.3f}; "
+          f"ceiling for --workers {args.workers} ≈ {args.workers / intra_op:.2f}")
+    print(f"--workers {args.workers} vs --workers 1 --threads 1 (equal threads per process): {equal_threads:.3f}")
+    write_report("parallel", {"grid": args.grid, "grid_args": grid, "overrides": args.overrides,
+                              "workers": args.workers, "runs": runs, "median_s": med,
+                              "intra_op_speedup": intra_op, "ceiling": args.workers / intra_op,
+                              "equal_threads_speedup": equal_threads,
                               "ratio": speedup, "target_min_ratio": TARGET, "meets_target": speedup >= TARGET})
     print(ratio_line("parallel_speedup", speedup, f">= {TARGET}"))
     return 0

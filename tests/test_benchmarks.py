@@ -110,7 +110,7 @@ def test_hashbench_bench_runs_python_m_benchmarks(results):
 def test_a_second_run_reuses_every_stage(results, capsys):
     from benchmarks import bench_reuse
 
-    assert bench_reuse.main([]) == 0
+    assert bench_reuse.main(["--grid", "small"]) == 0
     report = json.loads((results / "reuse.json").read_text())
     assert report["executed_equals_planned"] is True and report["second_executed"] == 0
     assert report["first"]["executed"] == report["planned"] > 0
@@ -122,8 +122,9 @@ def test_a_second_run_reuses_every_stage(results, capsys):
 def test_parallel_runs_both_worker_counts(results, capsys):
     from benchmarks import bench_parallel
 
-    assert bench_parallel.main(["--quick"]) == 0
+    assert bench_parallel.main(["--quick", "--grid", "small"]) == 0
     report = json.loads((results / "parallel.json").read_text())
-    assert len(report["runs"]["1"]) == len(report["runs"]["2"]) == 1
+    assert len(report["runs"]["1"]) == len(report["runs"]["2"]) == len(report["runs"]["1-thread"]) == 1
     assert report["runs"]["1"][0]["executed"] == report["runs"]["2"][0]["executed"] > 0
+    assert report["equal_threads_speedup"] == pytest.approx(report["ratio"] * report["intra_op_speedup"])
     assert final_line(capsys).startswith("parallel_speedup: ")
