@@ -24,7 +24,6 @@ import socket
 import sys
 import time
 import traceback
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,10 +38,11 @@ from ..progress import Reporter
 from ..stages import EXECUTORS, StageContext
 from ..store import Artifact, ArtifactStore, write_failure
 from ..timings import record_timing
+from .cache import ArtifactCache
 
 CRASH_ENV = "HASHBENCH_CRASH_AFTER"
-#: model artifacts are large; a worker keeps only a few in memory
-MAX_CACHED_MODELS = 4
+#: stage kinds whose artifacts no later stage reads (the coordinator reads their meta from the store)
+_SINKS = frozenset({"evaluate"})
 
 
 def resolve_device(name: str | torch.device) -> torch.device:
@@ -66,6 +66,8 @@ class WorkerConfig:
     channels_last: bool = False
     #: torch intra-op threads of a worker process; ``None`` keeps the process's setting
     threads: int | None = None
+    #: tensor bytes of artifacts a worker keeps in memory for later stages (:class:`ArtifactCache`)
+    cache_mb: int = 2048
 
 
 @dataclass
@@ -146,7 +148,7 @@ class StageWorker:
         self.config = config
         self.store = ArtifactStore(config.store_root)
         self.device = device or resolve_device(config.device)
-        self._memo: OrderedDict[str, Artifact] = OrderedDict()
+        self.cache = ArtifactCache(config.cache_mb * 2**20)
         self.ctx = StageContext(device=self.device, reporter=reporter or Reporter(), artifact=self._artifact,
                                 datasets=datasets if datasets is not None else {},
                                 channels_last=config.channels_last)
@@ -156,20 +158,14 @@ class StageWorker:
 
     # -- inputs ------------------------------------------------------------------------
     def _artifact(self, stage: Stage) -> Artifact:
-        if stage.key in self._memo:
-            self._memo.move_to_end(stage.key)
-            return self._memo[stage.key]
+        art = self.cache.get(stage.key)
+        if art is not None:
+            return art
         art = self.store.load_verified(stage.kind, stage.key)
         if art is None:
             raise MissingInput(stage)
-        self._remember(stage.key, art)
+        self.cache.put(stage.key, art)
         return art
-
-    def _remember(self, key: str, art: Artifact) -> None:
-        self._memo[key] = art
-        models = [k for k, a in self._memo.items() if any(n.startswith("model.") for n in a.tensors)]
-        for old in models[:-MAX_CACHED_MODELS]:
-            del self._memo[old]
 
     # -- one stage -----------------------------------------------------------------------
     def run(self, stage: Stage) -> StageResult:
@@ -212,7 +208,8 @@ class StageWorker:
             self.store.save(stage.kind, stage.key, art)
         except OSError as exc:
             raise write_failure(f"the artifact of the {stage.kind} stage ({stage.label})", exc) from exc
-        self._remember(stage.key, art)
+        if stage.kind not in _SINKS:
+            self.cache.put(stage.key, art)
         try:
             record_timing(self.store, stage, wall, self.device, flops=self._flops(stage), peak_rss_mb=rss,
                           peak_gpu_mb=gpu)
