@@ -104,7 +104,9 @@ class Runner:
     resolved on each worker.  ``channels_last`` is a speed setting (not part of keys).
     ``threads`` is the torch intra-op thread count of every process running stages (default:
     this process's with one worker, ``cores // workers`` with several); float reductions depend
-    on it, so equal ``threads`` give bit-identical records whatever ``workers`` is.
+    on it, so equal ``threads`` give bit-identical records whatever ``workers`` is.  With
+    ``workers > 1``, a script must call :meth:`run` under ``if __name__ == "__main__":``, as
+    for any multiprocessing start method but fork: worker processes import the main module.
     """
 
     def __init__(self, results_dir: str | Path, device: torch.device | str = "auto", reporter: Reporter | None = None,
