@@ -132,8 +132,8 @@ amp_attacks_option = click.option("--amp-attacks", is_flag=True,
 @registry_option
 @_user_errors
 def run(grid: str, profile: str | None, overrides: tuple[str, ...], run_name: str | None, device: str,
-        pretrained: str | None, workers: int, threads: int | None, executor: str, address: str | None, amp: str | None,
-        amp_attacks: bool, channels_last: bool, dry_run: bool, no_report: bool, quiet: bool,
+        pretrained: str | None, workers: int, threads: int | None, executor: str, address: str | None,
+        amp: str | None, amp_attacks: bool, channels_last: bool, dry_run: bool, no_report: bool, quiet: bool,
         results_dir: str | None, registry_path: str | None) -> None:
     """Run a grid: train, defend, attack, evaluate (cached stages are reused) and write the report.
 

@@ -14,7 +14,6 @@ import os
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
-
 from ..plan import Stage
 from ..store import StoreWriteError
 from .processes import worker_context
