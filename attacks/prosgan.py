@@ -11,17 +11,20 @@ from pydantic import Field
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from hashbench.attack import Attack, AttackContext, AttackParams
+from hashbench.attack import Attack, AttackContext, AttackParams, PrepareSizes
 from hashbench.codes import to_binary
+from hashbench.cost import module_flops
 from hashbench.errors import PluginError
 from hashbench.pgd import project
 from hashbench.progress import Reporter
 from hashbench.prototype import PrototypeNet as SharedPrototypeNet
-from hashbench.prototype import sample_targets, target_candidates
+from hashbench.prototype import prototype_training_flops, sample_targets, target_candidates
 from hashbench.training import run_epochs
 
 #: Width of PrototypeNet's semantic feature r (label → hidden → r), as in the paper.
 SEMANTIC_DIM = 512
+#: (params, classes, bits, image side) → forward FLOPs per image of (generator, discriminator)
+_GAN_FLOPS: dict[tuple[str, int, int, int], tuple[int, int]] = {}
 #: Channels of the label encoder's first feature map (halved by each of its four upsamplings).
 LABEL_CHANNELS = 128
 #: Adam betas of all three networks.
@@ -254,6 +257,29 @@ class ProSGAN(Attack):
         return x_adv if self.params.epsilon is None else project(x_adv, x, self.params.epsilon)
 
     # -- prepare ----------------------------------------------------------------------------
+
+    def prepare_flops(self, sizes: PrepareSizes) -> int | None:
+        """PrototypeNet steps, then per GAN epoch and training image: G forward + backward, the
+        attacked model's forward + backward on G's output, D on the fake for G's step (forward +
+        backward) and D's own step on real and fake every ``d_every``-th batch."""
+        if sizes.classes is None:
+            return None
+        p, side, classes = self.params, sizes.image_size, sizes.classes
+        prototype = prototype_training_flops(lambda: self._build(classes, sizes.bits, side)[0], classes=classes,
+                                             bits=sizes.bits, batch=p.prototype_batch_size,
+                                             steps=p.prototype_epochs * p.prototype_steps, train=sizes.train)
+        g, d = self._gan_flops(classes, sizes.bits, side)
+        per_image = 3 * g + 3 * sizes.model_forward_flops + 3 * d + 3 * 2 * d / p.d_every
+        return prototype + int(p.epochs * sizes.train * per_image)
+
+    def _gan_flops(self, classes: int, bits: int, side: int) -> tuple[int, int]:
+        """Forward FLOPs per image of (generator, discriminator), counted once per configuration."""
+        key = (self.params.model_dump_json(), classes, bits, side)
+        if key not in _GAN_FLOPS:
+            image = (1, 3, side, side)
+            _GAN_FLOPS[key] = (module_flops(lambda: self._build(classes, bits, side)[1], image, (1, SEMANTIC_DIM)),
+                               module_flops(lambda: self._build(classes, bits, side)[2], image))
+        return _GAN_FLOPS[key]
 
     def prepare(self, model: nn.Module, ctx: AttackContext) -> dict[str, torch.Tensor]:
         if ctx.train_data is None:

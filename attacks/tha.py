@@ -10,12 +10,12 @@ from pydantic import Field
 from torch import nn
 
 from hashbench.adversarial_training import milestones
-from hashbench.attack import Attack, AttackContext, AttackParams
+from hashbench.attack import Attack, AttackContext, AttackParams, PrepareSizes
 from hashbench.pgd import PGDConfig, pgd
 from hashbench.training import TrainingDiverged
 from hashbench.prototype import (
-    PrototypeParams, PrototypeTrainer, build_prototype_net, load_prototype_net, prototype_state,
-    sample_targets, target_candidates,
+    PrototypeNet, PrototypeParams, PrototypeTrainer, build_prototype_net, load_prototype_net,
+    prototype_state, prototype_training_flops, sample_targets, target_candidates,
 )
 
 #: the state tensor holding the prototype net's mean training loss per epoch
@@ -56,6 +56,15 @@ class THA(Attack):
         epochs: int = Field(100, gt=0, description="prototype-net training epochs")
         steps_per_epoch: int = Field(300, gt=0)
         proto_batch_size: int = Field(32, gt=0, description="target labels per prototype-net step")
+
+    def prepare_flops(self, sizes: PrepareSizes) -> int | None:
+        """The prototype net's training; no image passes (the training codes come encoded)."""
+        if sizes.classes is None:
+            return None
+        p = self.params
+        return prototype_training_flops(lambda: PrototypeNet(sizes.classes, sizes.bits, p.proto_hidden),
+                                        classes=sizes.classes, bits=sizes.bits, batch=p.proto_batch_size,
+                                        steps=p.epochs * p.steps_per_epoch, train=sizes.train)
 
     def prepare(self, model: nn.Module, ctx: AttackContext) -> dict[str, torch.Tensor]:
         p = self.params

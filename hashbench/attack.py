@@ -24,6 +24,21 @@ class AttackParams(Params):
     batch_size: int = Field(128, gt=0)
 
 
+@dataclass(frozen=True)
+class PrepareSizes:
+    """What ``hashbench plan`` knows when it prices :meth:`Attack.prepare`, before any data is read.
+
+    ``classes`` is ``None`` when neither the opened dataset nor its declaration says;
+    ``model_forward_flops`` is one image's forward pass through the attacked hash model.
+    """
+
+    train: int
+    image_size: int
+    bits: int
+    classes: int | None
+    model_forward_flops: int
+
+
 @dataclass
 class AttackContext:
     """What the harness hands an attack: the attacked model's codes and a seeded generator.
@@ -71,6 +86,13 @@ class Attack(Plugin):
     ) -> torch.Tensor:
         """Adversarial versions of the query batch ``x`` (labels ``y``, target labels ``target``)."""
         raise NotImplementedError
+
+    def prepare_flops(self, sizes: PrepareSizes) -> int | None:
+        """FLOPs :meth:`prepare` spends, for the first-run estimate of ``hashbench plan`` (a
+        backward pass counts as two forwards; :func:`hashbench.cost.module_flops` counts a
+        network's forward pass).  ``None``, the default, means unknown: the plan says so until
+        the stage has run once on the device and its recorded time takes over."""
+        return None
 
     @classmethod
     def has_prepare(cls) -> bool:

@@ -8,7 +8,7 @@ the number of image passes the stage makes:
 |---|---|
 | train | 3 · epochs · |train| |
 | defend | epochs · |train| · (6 + 3 · iterations): clean and adversarial forward/backward, PGD steps |
-| prepare | 3 · epochs · |train| (one training pass per epoch of the attack's own model) |
+| prepare | the attack's own count (:meth:`~hashbench.attack.Attack.prepare_flops`; unknown if it gives none) |
 | encode | |database| + |train| + |query| |
 | attack | |query| · (3 · iterations + 2) |
 | evaluate | Hamming ranking: 2 · |query| · |database| · bits (no images) |
@@ -25,11 +25,13 @@ import json
 import statistics
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
+from torch import nn
 
 from . import registries
+from .attack import PrepareSizes
 from .data.base import HashDataset
 from .store import ArtifactStore, canonical_json
 
@@ -47,50 +49,64 @@ class Sizes:
     query: int
     database: int
     image_size: int
+    classes: int | None = None
 
 
 def dataset_sizes(dataset: HashDataset, split_spec: dict[str, Any]) -> Sizes:
     """Sizes of the split a ``split`` stage will draw (a predefined split wins, as in ``make_split``)."""
     predefined = dataset.predefined_split()
     if predefined is not None:
-        return Sizes(len(predefined.train), len(predefined.query), len(predefined.database), dataset.image_size)
+        return Sizes(len(predefined.train), len(predefined.query), len(predefined.database), dataset.image_size,
+                     dataset.num_classes)
     query = split_spec["num_query"]
     database = split_spec.get("num_database") or max(0, len(dataset) - query)
-    return Sizes(split_spec["num_train"], query, database, dataset.image_size)
+    return Sizes(split_spec["num_train"], query, database, dataset.image_size, dataset.num_classes)
 
 
-def declared_sizes(split_spec: dict[str, Any], num_items: int | None, image_size: int | None) -> Sizes | None:
+def declared_sizes(split_spec: dict[str, Any], num_items: int | None, image_size: int | None,
+                   classes: int | None = None) -> Sizes | None:
     """Sizes from a dataset's declaration, for data that is not present; ``None`` if unknown."""
     if image_size is None or (num_items is None and split_spec.get("num_database") is None):
         return None
     query = split_spec["num_query"]
     database = split_spec.get("num_database") or max(0, (num_items or 0) - query)
-    return Sizes(split_spec["num_train"], query, database, image_size)
+    return Sizes(split_spec["num_train"], query, database, image_size, classes)
+
+
+def module_flops(build: Callable[[], nn.Module], *input_shapes: tuple[int, ...]) -> int:
+    """FLOPs of one forward pass of the network ``build()`` on zero inputs of ``input_shapes``.
+
+    Counted with :class:`torch.utils.flop_counter.FlopCounterMode` on the meta device (no
+    memory, no compute); a network that cannot be built there runs once for real, without
+    gradients.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    try:
+        with torch.device("meta"):
+            net = build()
+            inputs = [torch.zeros(shape) for shape in input_shapes]
+        with counter:
+            net(*inputs)
+    except Exception:
+        counter = FlopCounterMode(display=False)
+        net = build().eval()
+        with torch.no_grad(), counter:
+            net(*(torch.zeros(shape) for shape in input_shapes))
+    return int(counter.get_total_flops())
 
 
 @functools.lru_cache(maxsize=64)
 def _forward_flops(backbone_json: str, image_size: int, bits: int) -> int:
     from .models.hash_model import HashModel
-    from torch.utils.flop_counter import FlopCounterMode
 
     backbone = json.loads(backbone_json)
     params = dict(backbone["params"])
     if "pretrained" in params:
         params["pretrained"] = "none"  # counting needs the architecture only
     plugin = registries.backbones.create(backbone["name"], params)
-    counter = FlopCounterMode(display=False)
-    try:  # meta tensors: no memory, no compute
-        with torch.device("meta"):
-            model = HashModel(plugin.build(image_size), bits)
-            x = torch.empty(1, 3, image_size, image_size)
-        with counter:
-            model(x)
-    except Exception:  # a backbone that cannot be built on the meta device: one real image
-        counter = FlopCounterMode(display=False)
-        model = HashModel(plugin.build(image_size), bits).eval()
-        with torch.no_grad(), counter:
-            model(torch.zeros(1, 3, image_size, image_size))
-    return int(counter.get_total_flops())
+    return module_flops(lambda: HashModel(plugin.build(image_size), bits), (1, 3, image_size, image_size))
 
 
 def forward_flops(backbone: dict[str, Any], image_size: int, bits: int) -> int:
@@ -128,7 +144,7 @@ def stage_flops(stage: Stage, sizes: Sizes | None) -> int | None:
     elif stage.kind == "defend":
         passes = _param(spec, "defense", "epochs", 1) * sizes.train * (6 + 3 * _param(spec, "defense", "iterations", 0))
     elif stage.kind == "prepare":
-        passes = 3 * _param(spec, "attack", "epochs", 1) * sizes.train
+        return _prepare_flops(spec["attack"], PrepareSizes(sizes.train, sizes.image_size, bits, sizes.classes, f))
     elif stage.kind == "encode":
         passes = sizes.database + sizes.train + sizes.query
     elif stage.kind == "attack":
@@ -136,6 +152,15 @@ def stage_flops(stage: Stage, sizes: Sizes | None) -> int | None:
     else:
         return None
     return f * passes
+
+
+def _prepare_flops(attack: dict[str, Any], sizes: PrepareSizes) -> int | None:
+    """The attack plugin's own count; ``None`` if it gives none or fails (an estimate never fails a plan)."""
+    try:
+        flops = registries.attacks.create(attack["name"], attack["params"]).prepare_flops(sizes)
+    except Exception:
+        return None
+    return int(flops) if flops is not None else None
 
 
 def split_stage(stage: Stage) -> Stage:

@@ -263,7 +263,8 @@ def _sizes(plan: Plan, decl: DatasetDecl, spec: dict[str, Any], split: dict[str,
     if opened:
         return dataset_sizes(plan.datasets[dataset_key(spec)], split)
     image_size = spec["params"].get("image_size")
-    return declared_sizes(split, decl.num_items or spec["params"].get("num_items"), image_size)
+    return declared_sizes(split, decl.num_items or spec["params"].get("num_items"), image_size,
+                          decl.classes or spec["params"].get("num_classes"))
 
 
 def _plan_grid(config: Config, grid_name: str, grid: Grid, profile: Profile, where: str, options: PlanOptions,

@@ -20,7 +20,7 @@ as SAAT's copy does.  An empty positive (or negative) set contributes nothing.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Sequence
+from typing import Annotated, Callable, Sequence
 
 import torch
 from pydantic import AfterValidator, Field, field_validator
@@ -84,6 +84,18 @@ def build_prototype_net(num_classes: int, bits: int, hidden: Sequence[int], gene
                 layer.weight.uniform_(-bound, bound, generator=generator)
                 layer.bias.uniform_(-bound, bound, generator=generator)
     return net.to(device)
+
+
+def prototype_training_flops(net: Callable[[], nn.Module], *, classes: int, bits: int, batch: int, steps: int,
+                             train: int) -> int:
+    """≈ FLOPs of ``steps`` prototype-net steps, each on ``batch`` label vectors against ``train``
+    training codes and labels: the net and the batch × train code and label products, forward
+    and backward (three forward passes' worth)."""
+    from .cost import module_flops
+
+    per_label = module_flops(net, (1, classes))
+    pairwise = 2 * batch * train * (bits + classes)
+    return steps * 3 * (batch * per_label + pairwise)
 
 
 def prototype_state(net: PrototypeNet) -> dict[str, torch.Tensor]:

@@ -274,7 +274,7 @@ def test_forward_flops_match_a_real_forward(config):
 def test_stage_flops_follow_the_cost_model(config):
     plan = small_plan(config)
     cell = next(c for c in plan.cells if c.attack == "center" and c.defense == "cgat")
-    sizes = Sizes(train=120, query=40, database=200, image_size=32)
+    sizes = Sizes(train=120, query=40, database=200, image_size=32, classes=6)
     assert plan.sizes[cell.stages["split"].key] == sizes
     train = cell.stages["train"]
     f = forward_flops(train.spec["backbone"], 32, 16)
@@ -298,3 +298,44 @@ def test_estimates_without_history_come_from_flops(config, tmp_path):
                 "wall_s": 2.0, "flops": rows["train"].flops // 2}]
     rows = {r.stage: r for r in estimate_plan(small_plan(config), ArtifactStore(tmp_path), torch.device("cpu"), history)}
     assert rows["train"].basis == "timings" and rows["train"].estimated_s == pytest.approx(4.0)
+
+
+def _prepare_stage(config, attack: str):
+    plan = small_plan(config, ["defenses=[none]", f"attacks=[{attack}]"])
+    return next(s for s in plan.stages() if s.kind == "prepare"), plan
+
+
+def test_tha_prepare_is_priced_as_its_prototype_training(config):
+    stage, _ = _prepare_stage(config, "tha")
+    p = stage.spec["attack"]["params"]
+    sizes = Sizes(120, 40, 200, 32, 6)
+    h1, h2 = p["proto_hidden"]
+    classes, bits, batch, train = 6, 16, p["proto_batch_size"], 120
+    per_label = 2 * (classes * h1 + h1 * h2 + h2 * bits)  # three Linear layers, 2 FLOPs per multiply-add
+    steps = p["epochs"] * p["steps_per_epoch"]
+    expected = steps * 3 * (batch * per_label + 2 * batch * train * (bits + classes))
+    assert stage_flops(stage, sizes) == expected
+
+
+def test_prosgan_prepare_counts_its_gan_on_every_training_image(config):
+    stage, plan = _prepare_stage(config, "prosgan")
+    sizes = Sizes(120, 40, 200, 32, 6)
+    flops = stage_flops(stage, sizes)
+    train = next(s for s in plan.stages() if s.kind == "train")
+    f = forward_flops(train.spec["backbone"], 32, 16)
+    model_passes = stage.spec["attack"]["params"]["epochs"] * 120 * 3 * f
+    assert flops > model_passes > 0  # the generator and discriminator cost on top of the attacked model
+
+
+def test_prepare_cost_is_unknown_without_classes_or_a_count(config, monkeypatch):
+    stage, _ = _prepare_stage(config, "tha")
+    assert stage_flops(stage, Sizes(120, 40, 200, 32, classes=None)) is None
+    tha = registries.attacks.get("tha")
+
+    def broken(self, sizes):
+        raise RuntimeError("cannot count")
+
+    monkeypatch.setattr(tha, "prepare_flops", broken)
+    assert stage_flops(stage, Sizes(120, 40, 200, 32, 6)) is None  # an estimate never fails the plan
+    monkeypatch.setattr(tha, "prepare_flops", registries.attacks.get("center").prepare_flops)
+    assert stage_flops(stage, Sizes(120, 40, 200, 32, 6)) is None  # the base class: unknown
