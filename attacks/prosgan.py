@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -23,8 +24,6 @@ from hashbench.training import run_epochs
 
 #: Width of PrototypeNet's semantic feature r (label → hidden → r), as in the paper.
 SEMANTIC_DIM = 512
-#: (params, classes, bits, image side) → forward FLOPs per image of (generator, discriminator)
-_GAN_FLOPS: dict[tuple[str, int, int, int], tuple[int, int]] = {}
 #: Channels of the label encoder's first feature map (halved by each of its four upsamplings).
 LABEL_CHANNELS = 128
 #: Adam betas of all three networks.
@@ -171,6 +170,19 @@ def gan_lr_factor(epoch: int, epochs: int, decay_epochs: int) -> float:
 
 # --- the attack ---------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=32)
+def _generator_flops(image_size: int, width: int, residual_blocks: int) -> int:
+    """Forward FLOPs of :class:`AdvGenerator` on one image (counted once per configuration)."""
+    return module_flops(lambda: AdvGenerator(image_size, width, residual_blocks), (1, 3, image_size, image_size),
+                        (1, SEMANTIC_DIM))
+
+
+@functools.lru_cache(maxsize=32)
+def _discriminator_flops(image_size: int, num_classes: int, width: int) -> int:
+    """Forward FLOPs of :class:`PatchDiscriminator` on one image (counted once per configuration)."""
+    return module_flops(lambda: PatchDiscriminator(image_size, num_classes, width), (1, 3, image_size, image_size))
+
+
 class ProSGAN(Attack):
     """Targeted generative attack: one generator pass maps (query, target label) to an adversarial image.
 
@@ -265,21 +277,12 @@ class ProSGAN(Attack):
         if sizes.classes is None:
             return None
         p, side, classes = self.params, sizes.image_size, sizes.classes
-        prototype = prototype_training_flops(lambda: self._build(classes, sizes.bits, side)[0], classes=classes,
-                                             bits=sizes.bits, batch=p.prototype_batch_size,
+        prototype = prototype_training_flops(lambda: PrototypeNet(classes, sizes.bits, p.prototype_hidden),
+                                             classes=classes, bits=sizes.bits, batch=p.prototype_batch_size,
                                              steps=p.prototype_epochs * p.prototype_steps, train=sizes.train)
-        g, d = self._gan_flops(classes, sizes.bits, side)
+        g, d = _generator_flops(side, p.width, p.residual_blocks), _discriminator_flops(side, classes, p.width)
         per_image = 3 * g + 3 * sizes.model_forward_flops + 3 * d + 3 * 2 * d / p.d_every
         return prototype + int(p.epochs * sizes.train * per_image)
-
-    def _gan_flops(self, classes: int, bits: int, side: int) -> tuple[int, int]:
-        """Forward FLOPs per image of (generator, discriminator), counted once per configuration."""
-        key = (self.params.model_dump_json(), classes, bits, side)
-        if key not in _GAN_FLOPS:
-            image = (1, 3, side, side)
-            _GAN_FLOPS[key] = (module_flops(lambda: self._build(classes, bits, side)[1], image, (1, SEMANTIC_DIM)),
-                               module_flops(lambda: self._build(classes, bits, side)[2], image))
-        return _GAN_FLOPS[key]
 
     def prepare(self, model: nn.Module, ctx: AttackContext) -> dict[str, torch.Tensor]:
         if ctx.train_data is None:
