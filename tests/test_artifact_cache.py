@@ -56,3 +56,13 @@ def test_a_worker_with_a_tiny_budget_still_runs_every_stage(config, tmp_path):
     cell = plan.cells[0]
     assert [worker.run(cell.stages[k]).status for k in ("split", "train", "encode", "evaluate")] == ["done"] * 4
     assert len(worker.cache) == 0
+
+
+def test_a_worker_pool_keeps_the_configured_cache_budget(tmp_path):
+    from hashbench.executors.parallel import PoolExecutor, threads_per_worker
+
+    pool = PoolExecutor(WorkerConfig(str(tmp_path / "store"), device="cpu", cache_mb=7), workers=2)
+    try:
+        assert pool.config.cache_mb == 7 and pool.config.threads == threads_per_worker(2)
+    finally:
+        pool.close()

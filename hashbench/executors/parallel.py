@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import replace
 
 from ..plan import Stage
 from ..store import StoreWriteError
@@ -52,7 +53,7 @@ class PoolExecutor:
 
     def __init__(self, config: WorkerConfig, workers: int) -> None:
         if config.threads is None:
-            config = WorkerConfig(config.store_root, config.device, config.channels_last, threads_per_worker(workers))
+            config = replace(config, threads=threads_per_worker(workers))
         self.config = config
         self.workers = workers
         self.slots = workers * QUEUED_PER_WORKER
