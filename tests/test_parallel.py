@@ -96,3 +96,22 @@ def test_two_runs_on_one_results_folder_share_the_work(sequential, tmp_path):
     assert len(keys) == len(set(keys)) == total  # every stage executed exactly once overall
     assert sum(executed) == total
     assert metrics("smoke", tmp_path) == metrics("smoke", sequential)
+
+
+def test_the_cli_starts_the_fork_server_before_it_imports_torch(tmp_path):
+    # started after torch, the server's own imports do not overlap the CLI's and the first
+    # stage waits for them (≈ 2.5 s on two cores)
+    probe = (
+        "import sys\n"
+        "import hashbench.executors.processes as processes\n"
+        "def started():\n"
+        "    print('torch imported when the server started:', 'torch' in sys.modules)\n"
+        "    sys.exit(0)\n"
+        "processes.start_worker_server = started\n"
+        "from hashbench.cli import main\n"
+        f"main(['run', '--grid', 'smoke', '--workers', '2', '--results-dir', {str(tmp_path)!r}])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "torch imported when the server started: False" in out.stdout
+    assert not (tmp_path / "smoke").exists()  # it stopped at the server, before any run began
