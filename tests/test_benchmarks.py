@@ -127,4 +127,6 @@ def test_parallel_runs_both_worker_counts(results, capsys):
     assert len(report["runs"]["1"]) == len(report["runs"]["2"]) == len(report["runs"]["1-thread"]) == 1
     assert report["runs"]["1"][0]["executed"] == report["runs"]["2"][0]["executed"] > 0
     assert report["equal_threads_speedup"] == pytest.approx(report["ratio"] * report["intra_op_speedup"])
+    assert report["round_ratios"]["speedup"] == [pytest.approx(report["ratio"])]
+    assert report["ratio_of_medians"] == pytest.approx(report["ratio"])  # one round: the two agree
     assert final_line(capsys).startswith("parallel_speedup: ")
