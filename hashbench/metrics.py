@@ -15,15 +15,15 @@ t-MAP (the targeted-attack metric) is :func:`map_at_k` called with the *target* 
 vectors in place of the query labels; :data:`t_map` is provided as an alias.
 
 Algorithm. Codes and labels are bit-packed into uint64 words, so a distance is
-``popcount(q XOR b)`` and relevance is ``(y AND l) != 0``. Each (query, item) pair
-becomes one integer key ``d·2N + 2j + rel``. Keys are unique because of the index
-``j``, so sorting them yields exactly the (distance, index) ranking, and the relevance
-bit travels inside the key, so no permutation has to be gathered afterwards. Only the
-first ``depth`` ranks are needed (``topk`` for MAP@k, ``max(ns)`` for P@N), and a
-linear-time partition isolates them before the sort. Queries are processed in blocks
-by ``torch.get_num_threads()`` threads (NumPy releases the GIL); each block is reduced
-to per-query numbers inside its thread, so memory stays at about 25 bytes per pair in
-flight (``max_elements`` pairs at most), and results do not depend on the block size.
+``popcount(q XOR b)`` and relevance is ``(y AND l) != 0``. Distances are small integers
+(uint8 up to 255 bits), so NumPy's stable sort of a row is a linear-time radix sort, and
+being stable it keeps equal distances in database order: exactly the (distance, index)
+ranking, with no (distance, index) keys to compare. The relevance bits are then gathered
+along that order, keeping the first ``depth`` ranks (``topk`` for MAP@k, ``max(ns)`` for
+P@N). Queries are processed in blocks by ``torch.get_num_threads()`` threads (NumPy
+releases the GIL); each block keeps a distance and a relevance byte per pair
+(``max_elements`` pairs at most) plus one row's order, and is reduced to per-query
+numbers inside its thread, so results do not depend on the block size.
 """
 
 from __future__ import annotations
@@ -39,10 +39,7 @@ __all__ = ["map_at_k", "t_map", "precision_at_n", "pr_curve", "DEFAULT_MAX_ELEME
 #: Default bound on the (query, database item) pairs held in memory at once.
 DEFAULT_MAX_ELEMENTS = 2**22
 
-# Keys are int32 while their maximum, below 2N(K+1), stays under this bound.
-_INT32_KEY_LIMIT = 2**31
-
-# Pairs per step when building keys: the temporaries stay in cache and are reused,
+# Pairs per step when computing distances: the temporaries stay in cache and are reused,
 # instead of page-faulting fresh allocations as large as the whole block.
 _STEP_ELEMENTS = 2**17
 
@@ -146,50 +143,53 @@ class _Ranker:
         self, qb: np.ndarray, db: np.ndarray, ql: np.ndarray, dl: np.ndarray, depth: int
     ) -> None:
         n_db, k_bits = db.shape
-        key_dtype = np.int32 if 2 * n_db * (k_bits + 1) < _INT32_KEY_LIMIT else np.int64
-        self.offsets = np.arange(0, 2 * n_db, 2, dtype=key_dtype)
-        self.depth = depth
+        # uint8 distances up to 255 bits, uint16 beyond: NumPy's stable sort is a radix sort for both
+        self.dist_dtype = np.min_scalar_type(k_bits)
+        self.n_db, self.depth = n_db, depth
         self.q_words, self.q_labels = _pack_bits(qb > 0), _pack_bits(ql != 0)
         db_words, dl_words = _pack_bits(db > 0), _pack_bits(dl != 0)
         # One contiguous array per word, so each XOR/AND streams a single column.
         self.db_words = [np.ascontiguousarray(db_words[:, w]) for w in range(db_words.shape[1])]
         self.db_labels = [np.ascontiguousarray(dl_words[:, w]) for w in range(dl_words.shape[1])]
 
-    def relevance(self, start: int, stop: int) -> np.ndarray:
-        """Relevance (bool, rows × depth) along the ranking of queries ``start:stop``."""
-        n_db = len(self.offsets)
-        n_rows = stop - start
-        keys = np.empty((n_rows, n_db), dtype=self.offsets.dtype)
+    def relevant_ranks(self, start: int, stop: int) -> list[np.ndarray]:
+        """For each query of ``start:stop``, the ascending 1-based ranks of its relevant items
+        within the first ``depth`` ranks."""
+        n_db, n_rows = self.n_db, stop - start
+        dist = np.empty((n_rows, n_db), dtype=self.dist_dtype)
+        rel = np.empty((n_rows, n_db), dtype=bool)
         step = max(1, _STEP_ELEMENTS // n_db)
         scratch = np.empty((min(step, n_rows), n_db), dtype=np.uint64)
         counts = np.empty(scratch.shape, dtype=np.uint8)
-        hits = np.empty(scratch.shape, dtype=bool)
         for a in range(0, n_rows, step):
             b = min(a + step, n_rows)
-            out, x, pc, rel = keys[a:b], scratch[: b - a], counts[: b - a], hits[: b - a]
+            d, x, pc, r = dist[a:b], scratch[: b - a], counts[: b - a], rel[a:b]
             q_words = self.q_words[start + a : start + b]
             q_labels = self.q_labels[start + a : start + b]
-            # key = d·2N + 2j + rel with the Hamming distance d = popcount(q XOR b).
+            # Hamming distance d = popcount(q XOR b), summed over the 64-bit words
             for w, column in enumerate(self.db_words):
                 _popcount(np.bitwise_xor(q_words[:, w, None], column[None, :], out=x), out=pc)
                 if w == 0:
-                    np.multiply(pc, 2 * n_db, out=out, dtype=out.dtype)
+                    d[...] = pc
                 else:
-                    out += np.multiply(pc, 2 * n_db, dtype=out.dtype)
-            out += self.offsets
+                    d += pc
             for w, column in enumerate(self.db_labels):
                 np.bitwise_and(q_labels[:, w, None], column[None, :], out=x)
                 if w == 0:
-                    np.not_equal(x, 0, out=rel)
+                    np.not_equal(x, 0, out=r)
                 else:
-                    rel |= x != 0
-            out += rel
-        if self.depth < n_db:
-            keys.partition(self.depth - 1, axis=1)
-            keys = keys[:, : self.depth]
-        keys.sort(axis=1)
-        keys &= 1
-        return keys.astype(bool)
+                    r |= x != 0
+        # A stable sort keeps equal distances in database order: exactly the (distance, index)
+        # ranking.  On small integers it is a linear-time radix sort, several times faster than
+        # sorting (distance, index) keys.  One row at a time, the order, the gathered relevance
+        # and its nonzero positions stay in cache.
+        out = []
+        for i in range(n_rows):
+            order = np.argsort(dist[i], kind="stable")[: self.depth]
+            ranks = np.flatnonzero(np.take(rel[i], order))
+            ranks += 1
+            out.append(ranks)
+        return out
 
 
 def _per_query(
@@ -199,9 +199,10 @@ def _per_query(
     dl: np.ndarray,
     depth: int,
     max_elements: int,
-    reduce: Callable[[np.ndarray], _T],
+    reduce: Callable[[list[np.ndarray]], _T],
 ) -> list[_T]:
-    """Rank every query and apply ``reduce`` to each block's relevance matrix.
+    """Rank every query and apply ``reduce`` to each block's relevant ranks
+    (:meth:`_Ranker.relevant_ranks`).
 
     Returns the per-block results in query order. At most ``max_elements`` pairs are
     ranked at once, split over the worker threads.
@@ -213,37 +214,20 @@ def _per_query(
     rows = max(1, min(max_elements // (n_db * workers), -(-n_query // workers)))
     spans = [(a, min(a + rows, n_query)) for a in range(0, n_query, rows)]
     if workers == 1 or len(spans) == 1:
-        return [reduce(ranker.relevance(a, b)) for a, b in spans]
+        return [reduce(ranker.relevant_ranks(a, b)) for a, b in spans]
     # Only `workers` blocks run at a time and each is reduced to small per-query
     # results before its memory is released, so submitting them all is safe.
     with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(lambda span: reduce(ranker.relevance(*span)), spans))
-
-
-def _relevant_positions(rel: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Locate the relevant entries of a (rows × depth) relevance matrix.
-
-    Returns, in row-major order over relevant entries, their row ids and 1-based ranks,
-    plus each row's number of relevant entries and its offset into those arrays.
-    """
-    n_rows, depth = rel.shape
-    counts = np.count_nonzero(rel, axis=1)
-    starts = np.cumsum(counts) - counts
-    flat = np.flatnonzero(rel)  # several times faster than 2-D nonzero
-    row_ids = np.repeat(np.arange(n_rows), counts)
-    ranks = flat - row_ids * depth + 1
-    return row_ids, ranks, counts, starts
+        return list(pool.map(lambda span: reduce(ranker.relevant_ranks(*span)), spans))
 
 
 # ---------------------------------------------------------------------------
 # Metrics
 
 
-def _average_precision(rel: np.ndarray) -> np.ndarray:
-    row_ids, ranks, counts, starts = _relevant_positions(rel)
-    r = np.arange(1, row_ids.size + 1) - starts[row_ids]  # r-th relevant item of its row
-    ap_sum = np.bincount(row_ids, weights=r / ranks, minlength=rel.shape[0])
-    return ap_sum / np.maximum(counts, 1)
+def _average_precision(ranks: list[np.ndarray]) -> np.ndarray:
+    """Per query: the mean over its relevant items of (r-th relevant) r / (its rank); 0 without any."""
+    return np.array([(np.arange(1, r.size + 1) / r).mean() if r.size else 0.0 for r in ranks])
 
 
 def map_at_k(
@@ -294,8 +278,9 @@ def precision_at_n(
         raise ValueError("ns must contain at least one value")
     eff = np.minimum(np.asarray(n_list, dtype=np.int64), db.shape[0])
 
-    def hits(rel: np.ndarray) -> np.ndarray:
-        return np.cumsum(rel, axis=1, dtype=np.int64)[:, eff - 1]
+    def hits(ranks: list[np.ndarray]) -> np.ndarray:
+        """Per query and N: the relevant items within the first N ranks."""
+        return np.stack([np.searchsorted(r, eff, side="right") for r in ranks])
 
     parts = _per_query(qb, db, ql, dl, int(eff.max()), max_elements, hits)
     return np.concatenate(parts).sum(axis=0) / (eff * qb.shape[0])
@@ -327,17 +312,17 @@ def pr_curve(
         if levels.size == 0 or not np.all((levels > 0) & (levels <= 1)):
             raise ValueError("recall_levels must be a non-empty sequence of values in (0, 1]")
 
-    def precision_at_levels(rel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def precision_at_levels(ranks: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Per query and level: precision (0 where undefined) and whether it is defined."""
-        row_ids, ranks, counts, starts = _relevant_positions(rel)
-        target = levels[None, :] * counts[:, None].astype(np.float64)
-        n = np.floor(target + _FLOOR_RTOL * np.maximum(target, 1.0)).astype(np.int64)
-        defined = n > 0
-        if row_ids.size == 0:
-            return np.zeros(n.shape), defined
-        # Rank of the n-th relevant item of each row; undefined entries read index 0.
-        idx = np.where(defined, starts[:, None] + n - 1, 0)
-        return np.where(defined, n / ranks[idx], 0.0), defined
+        prec = np.zeros((len(ranks), levels.size))
+        defined = np.zeros((len(ranks), levels.size), dtype=bool)
+        for i, r in enumerate(ranks):
+            target = levels * float(r.size)
+            n = np.floor(target + _FLOOR_RTOL * np.maximum(target, 1.0)).astype(np.int64)
+            defined[i] = n > 0
+            # the rank where the n-th relevant item appears; undefined levels read rank 1
+            prec[i] = np.where(defined[i], n / r[np.maximum(n - 1, 0)] if r.size else 0.0, 0.0)
+        return prec, defined
 
     parts = _per_query(qb, db, ql, dl, db.shape[0], max_elements, precision_at_levels)
     prec = np.concatenate([p for p, _ in parts])

@@ -207,12 +207,16 @@ def test_chunking_does_not_change_results():
         np.testing.assert_array_equal(pr_curve(*problem, max_elements=max_elements)[1], base_pr)
 
 
-def test_int64_key_path(monkeypatch):
-    problem = random_problem(6, bits=4)
-    expected = (map_at_k(*problem, topk=20), pr_curve(*problem)[1])
-    monkeypatch.setattr(metrics, "_INT32_KEY_LIMIT", 0)
-    np.testing.assert_array_equal(pr_curve(*problem)[1], expected[1])
-    assert map_at_k(*problem, topk=20) == expected[0]
+def test_codes_longer_than_255_bits_rank_on_uint16_distances():
+    # distances above 255 do not fit the uint8 radix sort; ties still break by database index
+    problem = random_problem(6, n_query=15, n_db=80, bits=300, classes=4)
+    qb, db = problem[0], problem[1]
+    db[40:60] = db[20:40]  # twenty exact duplicates: distance ties at every query
+    assert metrics._Ranker(*problem, depth=80).dist_dtype == np.uint16
+    for topk in (None, 25):
+        assert map_at_k(*problem, topk=topk) == pytest.approx(ref_map(*problem, topk), abs=1e-12)
+    levels, prec = pr_curve(*problem)
+    np.testing.assert_allclose(prec, ref_pr(*problem, levels), atol=1e-12)
 
 
 def test_multi_word_codes_and_labels_match_reference():
