@@ -55,8 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"ERROR: run {label} ended {r['status']}", file=sys.stderr)
                 return 1
             runs[label].append(r)
-    med = {label: median([r["runner_s"] for r in rs]) for label, rs in runs.items()}
     t = {label: [r["runner_s"] for r in rs] for label, rs in runs.items()}
+    med = {label: median(times) for label, times in t.items()}
+    of_medians = med["1"] / med[many_label]
     rounds = {"speedup": [a / b for a, b in zip(t["1"], t[many_label])],
               "intra_op_speedup": [a / b for a, b in zip(t["1-thread"], t["1"])],
               "equal_threads_speedup": [a / b for a, b in zip(t["1-thread"], t[many_label])]}
@@ -68,13 +69,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{names[label]:<22}{med[label]:>17.2f}{median([r['process_s'] for r in rs]):>18.2f}"
               f"{json.dumps([round(r['runner_s'], 2) for r in rs]):>34}")
     print(f"--workers {args.workers} speed-up in each round: {json.dumps([round(r, 3) for r in rounds['speedup']])}; "
-          f"ratio of the medians: {med['1'] / med[many_label]:.3f}")
+          f"ratio of the medians: {of_medians:.3f}")
     print(f"intra-op speed-up of --workers 1 (1 thread / all cores): {intra_op:.3f}; "
           f"ceiling for --workers {args.workers} ≈ {args.workers / intra_op:.2f}")
     print(f"--workers {args.workers} vs --workers 1 --threads 1 (equal threads per process): {equal_threads:.3f}")
     write_report("parallel", {"grid": args.grid, "grid_args": grid, "overrides": args.overrides,
                               "workers": args.workers, "runs": runs, "median_s": med, "round_ratios": rounds,
-                              "ratio_of_medians": med["1"] / med[many_label], "intra_op_speedup": intra_op, "ceiling": args.workers / intra_op,
+                              "ratio_of_medians": of_medians, "intra_op_speedup": intra_op,
+                              "ceiling": args.workers / intra_op,
                               "equal_threads_speedup": equal_threads,
                               "ratio": speedup, "target_min_ratio": TARGET, "meets_target": speedup >= TARGET})
     print(ratio_line("parallel_speedup", speedup, f">= {TARGET}"))

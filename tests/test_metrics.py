@@ -210,7 +210,7 @@ def test_chunking_does_not_change_results():
 def test_codes_longer_than_255_bits_rank_on_uint16_distances():
     # distances above 255 do not fit the uint8 radix sort; ties still break by database index
     problem = random_problem(6, n_query=15, n_db=80, bits=300, classes=4)
-    qb, db = problem[0], problem[1]
+    db = problem[1]
     db[40:60] = db[20:40]  # twenty exact duplicates: distance ties at every query
     assert metrics._Ranker(*problem, depth=80).dist_dtype == np.uint16
     for topk in (None, 25):
