@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import write_report
-from hashbench.metrics import map_at_k, pr_curve, precision_at_n
+from hashbench.metrics import map_at_k, pr_curve, precision_at_n, ranking_backend
 
 TOLERANCE = 1e-6
 TARGET = 20.0
@@ -177,7 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     print(
         f"{args.queries} queries x {args.database} database x {args.bits} bits, "
-        f"{args.classes} classes, topk={args.topk}, torch threads={torch.get_num_threads()}"
+        f"{args.classes} classes, topk={args.topk}, torch threads={torch.get_num_threads()}, "
+        f"ranking: {ranking_backend()}"
     )
     print(f"{'metric':<16}{'hashbench s':>13}{'naive s':>11}{'speed-up':>10}{'max |diff|':>13}")
     results = {}

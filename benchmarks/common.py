@@ -13,6 +13,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from hashbench.metrics import ranking_backend
+
 DEFAULT_RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
@@ -32,6 +34,7 @@ def environment() -> dict[str, Any]:
         "machine": platform.machine(),
         "processor": platform.processor() or None,
         "device_name": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "ranking_backend": ranking_backend(),
     }
     if hasattr(os, "getloadavg"):
         env["load_average_1m"] = os.getloadavg()[0]

@@ -15,15 +15,23 @@ t-MAP (the targeted-attack metric) is :func:`map_at_k` called with the *target* 
 vectors in place of the query labels; :data:`t_map` is provided as an alias.
 
 Algorithm. Codes and labels are bit-packed into uint64 words, so a distance is
-``popcount(q XOR b)`` and relevance is ``(y AND l) != 0``. Distances are small integers
-(uint8 up to 255 bits), so NumPy's stable sort of a row is a linear-time radix sort, and
-being stable it keeps equal distances in database order: exactly the (distance, index)
-ranking, with no (distance, index) keys to compare. The relevance bits are then gathered
-along that order, keeping the first ``depth`` ranks (``topk`` for MAP@k, ``max(ns)`` for
-P@N). Queries are processed in blocks by ``torch.get_num_threads()`` threads (NumPy
-releases the GIL); each block keeps a distance and a relevance byte per pair
-(``max_elements`` pairs at most) plus one row's order, and is reduced to per-query
-numbers inside its thread, so results do not depend on the block size.
+``popcount(q XOR b)`` and relevance is ``(y AND l) != 0``. Distances are small integers, so
+the (distance, index) ranking is a counting sort: no comparison sort and no (distance,
+index) keys. Two implementations give identical results:
+
+* the compiled kernel ``hashbench._ranking`` (``hashbench/_ranking.c``, built at install
+  time where a C compiler exists): per query, a histogram of the distances, then one pass in
+  database order that hands out positions within each distance (so ties keep index order),
+  writing only the relevance byte at each position (codes up to 32,767 bits); see
+  :func:`ranking_backend`;
+* NumPy, the fallback and for longer codes: uint8 distances (uint16 beyond 255 bits) and relevance bytes per
+  block, then per row NumPy's stable sort, which on small integers is a radix sort.
+
+Either way only the first ``depth`` ranks are kept (``topk`` for MAP@k, ``max(ns)`` for
+P@N), as the ascending ranks of the relevant items. Queries are processed in blocks by
+``torch.get_num_threads()`` threads (both implementations release the GIL); a block holds
+at most ``max_elements`` (query, item) pairs and is reduced to per-query numbers inside its
+thread, so results do not depend on the block size.
 """
 
 from __future__ import annotations
@@ -34,7 +42,12 @@ from typing import Any, Callable, Sequence, TypeVar
 import numpy as np
 import torch
 
-__all__ = ["map_at_k", "t_map", "precision_at_n", "pr_curve", "DEFAULT_MAX_ELEMENTS"]
+try:
+    from hashbench import _ranking as _kernel  # compiled by setup.py where a C compiler exists
+except ImportError:  # pragma: no cover - depends on the installation
+    _kernel = None
+
+__all__ = ["map_at_k", "t_map", "precision_at_n", "pr_curve", "ranking_backend", "DEFAULT_MAX_ELEMENTS"]
 
 #: Default bound on the (query, database item) pairs held in memory at once.
 DEFAULT_MAX_ELEMENTS = 2**22
@@ -45,6 +58,9 @@ _STEP_ELEMENTS = 2**17
 
 # Relative slack when computing floor(r·T): e.g. 0.29 * 100 == 28.999999999999996.
 _FLOOR_RTOL = 1e-9
+
+# The compiled kernel keeps distances as uint16 with a relevance bit (hashbench/_ranking.c, HB_MAX_BITS).
+_KERNEL_MAX_BITS = 32767
 
 _BYTE_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
@@ -109,6 +125,11 @@ def _prepare(
     return qb, db, ql, dl
 
 
+def ranking_backend() -> str:
+    """``"compiled"`` when the C ranking kernel is installed, else ``"numpy"``."""
+    return "numpy" if _kernel is None else "compiled"
+
+
 def _check_positive_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -148,6 +169,9 @@ class _Ranker:
         self.n_db, self.depth = n_db, depth
         self.q_words, self.q_labels = _pack_bits(qb > 0), _pack_bits(ql != 0)
         db_words, dl_words = _pack_bits(db > 0), _pack_bits(dl != 0)
+        # The compiled kernel reads whole database rows; NumPy streams one word at a time.
+        self.kernel = _kernel if _kernel is not None and k_bits <= _KERNEL_MAX_BITS else None
+        self.db_rows, self.dl_rows = db_words, dl_words
         # One contiguous array per word, so each XOR/AND streams a single column.
         self.db_words = [np.ascontiguousarray(db_words[:, w]) for w in range(db_words.shape[1])]
         self.db_labels = [np.ascontiguousarray(dl_words[:, w]) for w in range(dl_words.shape[1])]
@@ -155,6 +179,8 @@ class _Ranker:
     def relevant_ranks(self, start: int, stop: int) -> list[np.ndarray]:
         """For each query of ``start:stop``, the ascending 1-based ranks of its relevant items
         within the first ``depth`` ranks."""
+        if self.kernel is not None:
+            return self._kernel_ranks(start, stop)
         n_db, n_rows = self.n_db, stop - start
         dist = np.empty((n_rows, n_db), dtype=self.dist_dtype)
         rel = np.empty((n_rows, n_db), dtype=bool)
@@ -190,6 +216,15 @@ class _Ranker:
             ranks += 1
             out.append(ranks)
         return out
+
+    def _kernel_ranks(self, start: int, stop: int) -> list[np.ndarray]:
+        """:meth:`relevant_ranks` by the compiled counting sort (``hashbench/_ranking.c``)."""
+        ranks = np.empty((stop - start, self.depth), dtype=np.int64)
+        counts = np.empty(stop - start, dtype=np.int64)
+        q_words, q_labels = self.q_words[start:stop], self.q_labels[start:stop]
+        self.kernel.relevant_ranks(q_words, self.db_rows, q_labels, self.dl_rows,
+                                   q_words.shape[1], q_labels.shape[1], self.depth, ranks, counts)
+        return [ranks[i, :c] for i, c in enumerate(counts.tolist())]
 
 
 def _per_query(
@@ -227,7 +262,8 @@ def _per_query(
 
 def _average_precision(ranks: list[np.ndarray]) -> np.ndarray:
     """Per query: the mean over its relevant items of (r-th relevant) r / (its rank); 0 without any."""
-    return np.array([(np.arange(1, r.size + 1) / r).mean() if r.size else 0.0 for r in ranks])
+    nth = np.arange(1, max(r.size for r in ranks) + 1, dtype=np.float64)  # shared by every row
+    return np.array([(nth[: r.size] / r).mean() if r.size else 0.0 for r in ranks])
 
 
 def map_at_k(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -24,6 +26,20 @@ HAND_Q_LABELS = np.array([[1, 0, 0]])
 # A second query whose class (2) no database item has: it has no relevant item.
 HAND_Q2_CODES = np.array([[1, 1], [-1, 1]])
 HAND_Q2_LABELS = np.array([[1, 0, 0], [0, 0, 1]])
+
+
+@pytest.fixture(autouse=True, params=["compiled", "numpy"])
+def ranking(request, monkeypatch):
+    """Every test runs on both implementations of the ranking: they must agree exactly."""
+    if request.param == "numpy":
+        monkeypatch.setattr(metrics, "_kernel", None)
+    elif metrics._kernel is None:
+        message = "hashbench._ranking is not built (no C compiler when hashbench was installed)"
+        if os.environ.get("HASHBENCH_REQUIRE_KERNEL"):
+            pytest.fail(message)
+        pytest.skip(message)
+    assert metrics.ranking_backend() == request.param
+    return request.param
 
 
 def hand(q_codes=HAND_Q_CODES, q_labels=HAND_Q_LABELS):
@@ -303,3 +319,60 @@ def test_bad_arguments_raise():
         map_at_k(HAND_Q_CODES, HAND_DB_CODES, np.array([[2, 0, 0]]), HAND_DB_LABELS)
     with pytest.raises(ValueError, match="2-D"):
         map_at_k(np.ones(2), HAND_DB_CODES, HAND_Q_LABELS, HAND_DB_LABELS)
+
+
+# ---------------------------------------------------------------------------
+# The compiled kernel against the NumPy ranking, rank for rank
+
+
+def both_rankings(problem, depth, monkeypatch):
+    prepared = metrics._prepare(*problem)
+    compiled = metrics._Ranker(*prepared, depth=depth)
+    assert compiled.kernel is not None
+    ranks = compiled.relevant_ranks(0, problem[0].shape[0])
+    monkeypatch.setattr(metrics, "_kernel", None)
+    reference = metrics._Ranker(*prepared, depth=depth).relevant_ranks(0, problem[0].shape[0])
+    return ranks, reference
+
+
+@pytest.mark.parametrize("n_db", [1, 2, 3, 4, 5, 7, 8, 9, 63, 301])
+@pytest.mark.parametrize("bits,classes", [(3, 2), (64, 64), (65, 3), (130, 70)])
+def test_the_kernel_ranks_exactly_like_the_stable_sort(ranking, monkeypatch, n_db, bits, classes):
+    # every database size around the kernel's four lanes, codes and labels of one word and of
+    # several, and heavy ties (duplicated rows)
+    if ranking == "numpy":
+        pytest.skip("compares the compiled kernel with NumPy")
+    problem = random_problem(n_db + bits, n_query=9, n_db=n_db, bits=bits, classes=classes, density=0.4)
+    problem[1][n_db // 2 :] = problem[1][: n_db - n_db // 2]
+    for depth in sorted({1, max(1, n_db // 3), n_db}):
+        ranks, reference = both_rankings(problem, depth, monkeypatch)
+        monkeypatch.undo()
+        assert len(ranks) == len(reference) == 9
+        for got, want in zip(ranks, reference):
+            np.testing.assert_array_equal(got, want)
+            assert got.dtype == np.int64
+
+
+def test_codes_beyond_the_kernel_limit_fall_back_to_numpy():
+    problem = random_problem(13, n_query=2, n_db=5, bits=metrics._KERNEL_MAX_BITS + 1, classes=2)
+    assert metrics._Ranker(*metrics._prepare(*problem), depth=5).kernel is None
+    assert map_at_k(*problem) == pytest.approx(ref_map(*problem, None), abs=1e-12)
+
+
+def test_the_kernel_rejects_inconsistent_buffers(ranking):
+    if ranking == "numpy":
+        pytest.skip("calls the compiled kernel")
+    words = np.zeros((2, 1), dtype=np.uint64)
+    db = np.zeros((5, 1), dtype=np.uint64)
+    ranks, counts = np.empty((2, 5), dtype=np.int64), np.empty(2, dtype=np.int64)
+    kernel = metrics._kernel
+    with pytest.raises(ValueError, match="depth must be in 1..5, got 6"):
+        kernel.relevant_ranks(words, db, words, db, 1, 1, 6, ranks, counts)
+    with pytest.raises(ValueError, match="db_labels: expected 40 bytes, got 16"):
+        kernel.relevant_ranks(words, db, words, words, 1, 1, 5, ranks, counts)
+    with pytest.raises(ValueError, match="ranks: expected 80 bytes"):
+        kernel.relevant_ranks(words, db, words, db, 1, 1, 5, ranks[:, :4].copy(), counts)
+    with pytest.raises(ValueError, match="whole number of rows"):
+        kernel.relevant_ranks(words, db, words, db, 2, 1, 5, ranks, counts)
+    with pytest.raises(TypeError):
+        kernel.relevant_ranks(words, db, words, db, 1, 1, 5, ranks.view(np.uint8)[:0].tobytes(), counts)
