@@ -62,7 +62,7 @@ class THA(Attack):
         if sizes.classes is None:
             return None
         p = self.params
-        return prototype_training_flops(lambda: PrototypeNet(sizes.classes, sizes.bits, p.proto_hidden),
+        return prototype_training_flops(PrototypeNet, (sizes.classes, sizes.bits, tuple(p.proto_hidden)),
                                         classes=sizes.classes, bits=sizes.bits, batch=p.proto_batch_size,
                                         steps=p.epochs * p.steps_per_epoch, train=sizes.train)
 

@@ -97,6 +97,13 @@ def module_flops(build: Callable[[], nn.Module], *input_shapes: tuple[int, ...])
     return int(counter.get_total_flops())
 
 
+@functools.lru_cache(maxsize=128)
+def class_flops(cls: Callable[..., nn.Module], args: tuple, *input_shapes: tuple[int, ...]) -> int:
+    """:func:`module_flops` of ``cls(*args)``, counted once per process for each (class, arguments,
+    input shapes): plan estimates and every stage's timing record ask for the same networks."""
+    return module_flops(lambda: cls(*args), *input_shapes)
+
+
 @functools.lru_cache(maxsize=64)
 def _forward_flops(backbone_json: str, image_size: int, bits: int) -> int:
     from .models.hash_model import HashModel

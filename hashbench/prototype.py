@@ -86,14 +86,14 @@ def build_prototype_net(num_classes: int, bits: int, hidden: Sequence[int], gene
     return net.to(device)
 
 
-def prototype_training_flops(net: Callable[[], nn.Module], *, classes: int, bits: int, batch: int, steps: int,
-                             train: int) -> int:
-    """≈ FLOPs of ``steps`` prototype-net steps, each on ``batch`` label vectors against ``train``
-    training codes and labels: the net and the batch × train code and label products, forward
-    and backward (three forward passes' worth)."""
-    from .cost import module_flops
+def prototype_training_flops(net: Callable[..., nn.Module], net_args: tuple, *, classes: int, bits: int,
+                             batch: int, steps: int, train: int) -> int:
+    """≈ FLOPs of ``steps`` steps of the prototype net ``net(*net_args)``, each on ``batch`` label
+    vectors against ``train`` training codes and labels: the net and the batch × train code and
+    label products, forward and backward (three forward passes' worth)."""
+    from .cost import class_flops
 
-    per_label = module_flops(net, (1, classes))
+    per_label = class_flops(net, net_args, (1, classes))
     pairwise = 2 * batch * train * (bits + classes)
     return steps * 3 * (batch * per_label + pairwise)
 

@@ -258,3 +258,17 @@ def test_attack_raises_t_map_towards_the_requested_target():
     assert attacked > victim.clean_t_map + 0.2
     # conditioning: asking for other queries' targets does not reach these targets
     assert attacked > t_map(targets.roll(1, 0)) + 0.15
+
+
+def test_the_discriminator_is_counted_plain_with_the_same_flops_and_once_per_process(monkeypatch):
+    from hashbench import cost
+    from hashbench.cost import class_flops, module_flops
+
+    spectral = module_flops(lambda: PatchDiscriminator(32, 7, width=8), (1, 3, 32, 32))
+    assert module_flops(lambda: PatchDiscriminator(32, 7, width=8, spectral=False), (1, 3, 32, 32)) == spectral
+    counted = []
+    monkeypatch.setattr(cost, "module_flops", lambda build, *shapes: counted.append(shapes) or module_flops(build, *shapes))
+    class_flops.cache_clear()
+    assert class_flops(PatchDiscriminator, (32, 7, 8, False), (1, 3, 32, 32)) == spectral
+    assert class_flops(PatchDiscriminator, (32, 7, 8, False), (1, 3, 32, 32)) == spectral
+    assert counted == [((1, 3, 32, 32),)]
