@@ -129,4 +129,9 @@ def test_parallel_runs_both_worker_counts(results, capsys):
     assert report["equal_threads_speedup"] == pytest.approx(report["ratio"] * report["intra_op_speedup"])
     assert report["round_ratios"]["speedup"] == [pytest.approx(report["ratio"])]
     assert report["ratio_of_medians"] == pytest.approx(report["ratio"])  # one round: the two agree
+    hardware = report["hardware"]
+    assert len(hardware["round_scalings"]) == len(hardware["one_alone_steps_per_s"]) == 10
+    assert 0.5 < hardware["scaling"] < 4  # two training processes: about twice one, give or take the machine
+    assert report["ceiling"] == pytest.approx(hardware["scaling"] / report["intra_op_speedup"])
+    assert report["fraction_of_ceiling"] == pytest.approx(report["ratio"] / report["ceiling"])
     assert final_line(capsys).startswith("parallel_speedup: ")
