@@ -31,6 +31,14 @@
 #define HB_CLONES
 #endif
 
+#if defined(_MSC_VER)
+#include <intrin.h>
+#define HB_POPCOUNT(x) ((unsigned)__popcnt64(x))
+#define restrict __restrict
+#else
+#define HB_POPCOUNT(x) ((unsigned)__builtin_popcountll(x))
+#endif
+
 /* Between the two passes a distance and a relevance bit share a uint16: codes of up to
  * 32,767 bits. */
 #define HB_MAX_BITS 32767
@@ -57,7 +65,7 @@ item_key(const uint64_t *restrict q, const uint64_t *restrict b, Py_ssize_t W,
     unsigned d = 0;
     uint64_t shared = 0;
     for (Py_ssize_t w = 0; w < W; w++)
-        d += (unsigned)__builtin_popcountll(q[w] ^ b[w]);
+        d += HB_POPCOUNT(q[w] ^ b[w]);
     for (Py_ssize_t w = 0; w < L; w++)
         shared |= ql[w] & l[w];
     return d << 1 | (shared != 0);
@@ -90,7 +98,7 @@ static void rank_rows(const Job *job)
             for (Py_ssize_t i = 0; i < common; i++)
                 for (int s = 0; s < HB_LANES; s++) {
                     const Py_ssize_t j = lo[s] + i;
-                    const unsigned d = (unsigned)__builtin_popcountll(q0 ^ db[j]);
+                    const unsigned d = HB_POPCOUNT(q0 ^ db[j]);
                     key[j] = (uint16_t)(d << 1 | ((l0 & dl[j]) != 0));
                     count[s * bins + d]++;
                 }
@@ -158,6 +166,7 @@ relevant_ranks(PyObject *self, PyObject *args)
     Py_buffer q = {0}, db = {0}, ql = {0}, dl = {0}, ranks = {0}, counts = {0};
     Py_ssize_t W, L, depth;
     PyObject *result = NULL;
+    (void)self;
     if (!PyArg_ParseTuple(args, "y*y*y*y*nnnw*w*", &q, &db, &ql, &dl, &W, &L, &depth, &ranks,
                           &counts))
         return NULL;
@@ -218,8 +227,11 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "hashbench._ranking",
-    "Compiled counting-sort ranking for hashbench.metrics.", -1, methods,
+    PyModuleDef_HEAD_INIT,
+    .m_name = "hashbench._ranking",
+    .m_doc = "Compiled counting-sort ranking for hashbench.metrics.",
+    .m_size = -1,
+    .m_methods = methods,
 };
 
 PyMODINIT_FUNC

@@ -37,6 +37,7 @@ from .executors.worker import StageResult, WorkerConfig, resolve_device, store_r
 from .plan import Cell, Plan, Stage
 from .progress import Reporter
 from .results import RECORD_SCHEMA_VERSION
+from .stages import perturbation_summary
 from .store import ArtifactStore, StoreWriteError, write_failure
 
 EXECUTOR_KINDS = ("local", "ray")
@@ -67,7 +68,8 @@ def write_json_atomic(path: Path, value: Any) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
         with os.fdopen(fd, "w") as f:
-            json.dump(value, f, indent=2, sort_keys=True, allow_nan=False)
+            # one write: json.dump would write each token separately
+            f.write(json.dumps(value, indent=2, sort_keys=True, allow_nan=False))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -244,6 +246,7 @@ class _RunState:
         self.executed: Counter[str] = Counter()
         self.cached: Counter[str] = Counter()
         self.log: list[dict[str, Any]] = []
+        self.metas: dict[str, dict[str, Any]] = {}  # key → stored meta, see _meta
         self.finished_cells: set[str] = set()
         self.advance = lambda n=1: None
 
@@ -271,6 +274,7 @@ class _RunState:
 
     def _done(self, key: str) -> None:
         self.state[key] = "done"
+        self.metas.pop(key, None)  # made again in this run: read its new meta
         for dependent in self.dependents.get(key, []):
             self._maybe_ready(dependent)
         for cell in self.cells_of.get(key, []):
@@ -386,10 +390,13 @@ class _RunState:
         self.advance(1)
 
     def _meta(self, stage: Stage) -> dict[str, Any] | None:
-        try:
-            return self.store.load_meta(stage.kind, stage.key)
-        except ArtifactError:
-            return None  # not in the store (e.g. removed after its consumers were made)
+        """The stored meta of ``stage``, read once per run (cells share their split, model and defense)."""
+        if stage.key not in self.metas:
+            try:
+                self.metas[stage.key] = self.store.load_meta(stage.kind, stage.key)
+            except ArtifactError:
+                return None  # not in the store (e.g. removed after its consumers were made)
+        return self.metas[stage.key]
 
     def _provenance(self, cell: Cell, metas: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
         per_stage = {kind: {k: (metas[kind] or {}).get(k) for k in ("wall_s", "peak_rss_mb", "peak_gpu_mb", "device")}
@@ -429,14 +436,15 @@ class _RunState:
         if evaluation is None:
             raise ArtifactError(f"evaluation {cell.evaluate.key[:12]} is unreadable")
         split = cell.stages["split"]
-        attack_meta = metas.get("attack")
+        attack_meta = metas.get("attack") or {}
         perturbation = None
-        if "attack" in cell.stages and self.store.exists("attack", cell.stages["attack"].key):
-            t = self.store.load("attack", cell.stages["attack"].key).tensors
-            meta = attack_meta or {}
-            perturbation = {"linf_max": float(t["linf"].max()), "l2_mean": float(t["l2"].mean()),
-                            "mse_mean": float(t["mse"].mean()), "epsilon": meta.get("epsilon"),
-                            "bounded": meta.get("bounded")}
+        if "attack" in cell.stages:
+            stats = attack_meta.get("perturbation")
+            key = cell.stages["attack"].key
+            if stats is None and self.store.exists("attack", key):  # stored before its meta held the summary
+                stats = perturbation_summary(self.store.load("attack", key).tensors)
+            if stats is not None:
+                perturbation = {**stats, "epsilon": attack_meta.get("epsilon"), "bounded": attack_meta.get("bounded")}
         params = {"dataset": split.spec["dataset"]["params"], "split": split.spec["split"]}
         for kind in ("train", "defend", "attack"):
             if kind in cell.stages:

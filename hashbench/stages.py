@@ -304,8 +304,15 @@ def run_attack(ctx: StageContext, stage: Stage) -> Artifact:
     tensors = {"query_codes": torch.cat(codes), "linf": torch.cat(linf), "l2": torch.cat(l2),
                "mse": torch.cat(mse), **examples}
     meta = {"wall_s": time.perf_counter() - start, "targeted": attack.targeted, "bounded": attack.bounded,
-            "epsilon": attack.params.epsilon}
+            "epsilon": attack.params.epsilon, "perturbation": perturbation_summary(tensors)}
     return Artifact(tensors, meta)
+
+
+def perturbation_summary(tensors: dict[str, torch.Tensor]) -> dict[str, float]:
+    """The records' perturbation figures from an attack artifact's per-query tensors (kept in its
+    meta, so that writing a record reads no tensors)."""
+    return {"linf_max": float(tensors["linf"].max()), "l2_mean": float(tensors["l2"].mean()),
+            "mse_mean": float(tensors["mse"].mean())}
 
 
 def _finite_or_none(values) -> list[float | None]:

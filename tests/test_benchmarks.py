@@ -36,6 +36,8 @@ def test_metrics_agree_with_the_naive_baseline_and_report_memory(results, capsys
     assert report["all_agree"] is True
     assert set(report["results"]) == {"map_at_k", "pr_curve", "precision_at_n"}
     assert all(r["max_abs_diff"] <= 1e-6 for r in report["results"].values())
+    if report["environment"]["ranking_backend"] == "compiled":  # the NumPy fallback is timed beside it
+        assert all(r["numpy_ranking_identical"] and r["numpy_ranking_s"] > 0 for r in report["results"].values())
     memory = report["memory"]
     assert memory["dense_naive_bytes"] == 20 * 2000 * bench_metrics.DENSE_BYTES_PER_PAIR
     assert 0 < memory["tracemalloc_peak_bytes"] < memory["peak_rss_bytes"] <= 2 * 1024**3

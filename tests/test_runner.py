@@ -67,6 +67,34 @@ def test_peak_memory_is_recorded_per_stage(first_run):
     assert len(log) == sum(SMALL_STAGES.values()) and all(e["status"] == "done" and e["wall_s"] >= 0 for e in log)
 
 
+def test_records_take_the_perturbation_from_the_attack_meta_or_else_its_tensors(first_run, config, tmp_path,
+                                                                                monkeypatch):
+    import shutil
+
+    root, _ = first_run
+    store = ArtifactStore(root / "store")
+    record = next(r for r in read_records("smoke", root) if r["cell"]["attack"] == "center")
+    key = record["provenance"]["artifact_keys"]["attack"]
+    t = store.load("attack", key).tensors
+    expected = {"linf_max": float(t["linf"].max()), "l2_mean": float(t["l2"].mean()),
+                "mse_mean": float(t["mse"].mean())}
+    assert store.load_meta("attack", key)["perturbation"] == expected
+    assert {k: record["perturbation"][k] for k in expected} == expected
+    # an attack artifact stored before its meta carried the summary: the record reads the tensors
+    copy = tmp_path / "results"
+    shutil.copytree(root, copy)
+    load_meta = ArtifactStore.load_meta
+
+    def without_summary(self, kind, key):
+        meta = load_meta(self, kind, key)
+        return {k: v for k, v in meta.items() if k != "perturbation"} if kind == "attack" else meta
+
+    monkeypatch.setattr(ArtifactStore, "load_meta", without_summary)
+    assert _run(config, copy).executed == {}
+    again = next(r for r in read_records("smoke", copy) if r["cell"]["attack"] == "center")
+    assert again["perturbation"] == record["perturbation"]
+
+
 def test_second_run_recomputes_nothing(first_run, config):
     root, _ = first_run
     before = metrics("smoke", root)
