@@ -49,9 +49,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("== summary")
     for name, s in summary.items():
         print(f"{s['final_line']}   [{name}, {s['seconds']:.0f} s{', FAILED' if s['returncode'] else ''}]")
-    results_dir().mkdir(parents=True, exist_ok=True)
-    (results_dir() / "summary.json").write_text(json.dumps({"quick": args.quick, "scripts": summary}, indent=2) + "\n")
+    write_summary(summary, args.quick)
     return status
+
+
+def write_summary(summary: dict[str, dict], quick: bool) -> None:
+    """``summary.json``: these scripts' entries, merged over the earlier entries of the others
+    (so ``--only`` re-runs one figure without dropping the rest); each entry says when it ran."""
+    path = results_dir() / "summary.json"
+    scripts: dict[str, dict] = {}
+    if path.exists():
+        try:
+            earlier = json.loads(path.read_text())
+        except ValueError:
+            earlier = {}
+        if earlier.get("quick") == quick:
+            scripts = earlier.get("scripts", {})
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    scripts.update({name: {**entry, "created": stamp} for name, entry in summary.items()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"quick": quick, "scripts": {n: scripts[n] for n in SCRIPTS if n in scripts}},
+                               indent=2) + "\n")
 
 
 if __name__ == "__main__":

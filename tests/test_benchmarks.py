@@ -137,3 +137,17 @@ def test_parallel_runs_both_worker_counts(results, capsys):
     assert report["ceiling"] == pytest.approx(hardware["scaling"] / report["intra_op_speedup"])
     assert report["fraction_of_ceiling"] == pytest.approx(report["ratio"] / report["ceiling"])
     assert final_line(capsys).startswith("parallel_speedup: ")
+
+
+def test_the_summary_keeps_the_other_scripts_entries_when_one_is_re_run(results):
+    from benchmarks.__main__ import write_summary
+
+    write_summary({"bench_pgd": {"final_line": "pgd_overhead: 1.0"},
+                   "bench_metrics": {"final_line": "metrics: 30"}}, quick=False)
+    write_summary({"bench_pgd": {"final_line": "pgd_overhead: 1.1"}}, quick=False)
+    scripts = json.loads((results / "summary.json").read_text())["scripts"]
+    assert list(scripts) == ["bench_metrics", "bench_pgd"]  # in the scripts' order
+    assert scripts["bench_pgd"]["final_line"] == "pgd_overhead: 1.1"
+    assert scripts["bench_metrics"]["final_line"] == "metrics: 30" and "created" in scripts["bench_metrics"]
+    write_summary({"bench_gpu": {"final_line": "gpu: skipped"}}, quick=True)  # other sizes: starts afresh
+    assert list(json.loads((results / "summary.json").read_text())["scripts"]) == ["bench_gpu"]
