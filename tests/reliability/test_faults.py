@@ -193,17 +193,30 @@ def test_disk_full_while_storing_a_stage(tmp_path, monkeypatch):
 
 def test_disk_full_while_writing_a_record(config, tmp_path, monkeypatch):
     """The record write hits ENOSPC: a clear error naming the file, no half-written record."""
-    import hashbench.runner as runner_module
+    real_fdopen = os.fdopen
 
-    real_dump = json.dump
+    class FillsUp:
+        """A file whose disk fills up part-way through writing a record."""
 
-    def full_disk(value, f, *args, **kwargs):
-        if isinstance(value, dict) and "cell_id" in value:
-            f.write('{"schema_version": ')  # part of the record reached the disk
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real_dump(value, f, *args, **kwargs)
+        def __init__(self, f):
+            self.f = f
 
-    monkeypatch.setattr(runner_module.json, "dump", full_disk)
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return self.f.__exit__(*exc)
+
+        def write(self, text):
+            if '"cell_id"' in text:
+                self.f.write(text[:20])  # part of the record reached the disk
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return self.f.write(text)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+    monkeypatch.setattr(os, "fdopen", lambda *args, **kwargs: FillsUp(real_fdopen(*args, **kwargs)))
     plan = small_plan(config, NO_DEFENSE + ["attacks=[]"])
     with pytest.raises(Exception, match=r"cannot write .*records.*\.json: disk full") as caught:
         LocalRunner(tmp_path, "cpu").run(plan, "smoke")
@@ -212,7 +225,7 @@ def test_disk_full_while_writing_a_record(config, tmp_path, monkeypatch):
     assert not list(records.iterdir())  # neither the record nor its temporary file is left
     manifest = json.loads((tmp_path / "smoke" / "run.json").read_text())
     assert manifest["status"] == "aborted" and "disk full" in manifest["error"] and manifest["finished"]
-    monkeypatch.setattr(runner_module.json, "dump", real_dump)
+    monkeypatch.setattr(os, "fdopen", real_fdopen)
     summary = LocalRunner(tmp_path, "cpu").run(plan, "smoke")
     assert summary.executed == {} and not summary.failed  # every stage was kept; only the record was missing
     assert [r["status"] for r in read_records("smoke", tmp_path)] == ["ok"]
