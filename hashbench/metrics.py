@@ -24,8 +24,9 @@ index) keys. Two implementations give identical results:
   database order that hands out positions within each distance (so ties keep index order),
   writing only the relevance byte at each position (codes up to 32,767 bits); see
   :func:`ranking_backend`;
-* NumPy, the fallback and for longer codes: uint8 distances (uint16 beyond 255 bits) and relevance bytes per
-  block, then per row NumPy's stable sort, which on small integers is a radix sort.
+* NumPy, the fallback and for longer codes: uint8 distances (uint16 beyond 255 bits) and
+  relevance bytes per block, then per row NumPy's stable sort, which on small integers is a
+  radix sort.
 
 Either way only the first ``depth`` ranks are kept (``topk`` for MAP@k, ``max(ns)`` for
 P@N), as the ascending ranks of the relevant items. Queries are processed in blocks by
@@ -169,12 +170,12 @@ class _Ranker:
         self.n_db, self.depth = n_db, depth
         self.q_words, self.q_labels = _pack_bits(qb > 0), _pack_bits(ql != 0)
         db_words, dl_words = _pack_bits(db > 0), _pack_bits(dl != 0)
-        # The compiled kernel reads whole database rows; NumPy streams one word at a time.
         self.kernel = _kernel if _kernel is not None and k_bits <= _KERNEL_MAX_BITS else None
-        self.db_rows, self.dl_rows = db_words, dl_words
-        # One contiguous array per word, so each XOR/AND streams a single column.
-        self.db_words = [np.ascontiguousarray(db_words[:, w]) for w in range(db_words.shape[1])]
-        self.db_labels = [np.ascontiguousarray(dl_words[:, w]) for w in range(dl_words.shape[1])]
+        if self.kernel is not None:  # it reads whole database rows
+            self.db_rows, self.dl_rows = db_words, dl_words
+        else:  # one contiguous array per word, so each XOR/AND streams a single column
+            self.db_words = [np.ascontiguousarray(db_words[:, w]) for w in range(db_words.shape[1])]
+            self.db_labels = [np.ascontiguousarray(dl_words[:, w]) for w in range(dl_words.shape[1])]
 
     def relevant_ranks(self, start: int, stop: int) -> list[np.ndarray]:
         """For each query of ``start:stop``, the ascending 1-based ranks of its relevant items

@@ -335,13 +335,16 @@ def both_rankings(problem, depth, monkeypatch):
     return ranks, reference
 
 
+#: for the tests of the compiled kernel itself: the ``ranking`` fixture's compiled case only
+COMPILED_ONLY = pytest.mark.parametrize("ranking", ["compiled"], indirect=True)
+
+
+@COMPILED_ONLY
 @pytest.mark.parametrize("n_db", [1, 2, 3, 4, 5, 7, 8, 9, 63, 301])
 @pytest.mark.parametrize("bits,classes", [(3, 2), (64, 64), (65, 3), (130, 70)])
 def test_the_kernel_ranks_exactly_like_the_stable_sort(ranking, monkeypatch, n_db, bits, classes):
     # every database size around the kernel's four lanes, codes and labels of one word and of
     # several, and heavy ties (duplicated rows)
-    if ranking == "numpy":
-        pytest.skip("compares the compiled kernel with NumPy")
     problem = random_problem(n_db + bits, n_query=9, n_db=n_db, bits=bits, classes=classes, density=0.4)
     problem[1][n_db // 2 :] = problem[1][: n_db - n_db // 2]
     for depth in sorted({1, max(1, n_db // 3), n_db}):
@@ -359,9 +362,8 @@ def test_codes_beyond_the_kernel_limit_fall_back_to_numpy():
     assert map_at_k(*problem) == pytest.approx(ref_map(*problem, None), abs=1e-12)
 
 
+@COMPILED_ONLY
 def test_the_kernel_rejects_inconsistent_buffers(ranking):
-    if ranking == "numpy":
-        pytest.skip("calls the compiled kernel")
     words = np.zeros((2, 1), dtype=np.uint64)
     db = np.zeros((5, 1), dtype=np.uint64)
     ranks, counts = np.empty((2, 5), dtype=np.int64), np.empty(2, dtype=np.int64)
