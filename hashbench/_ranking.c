@@ -94,6 +94,8 @@ static void rank_rows(const Job *job)
         memset(count, 0, (size_t)(HB_LANES * bins) * sizeof(Py_ssize_t));
         /* pass 1: each item's key (distance << 1 | relevant) and each segment's histogram */
         if (W == 1 && L == 1) {
+            /* the common case, spelled out: item_key(..., 1, ..., 1) inlined here ran at half
+             * this speed (GCC 12, -O3) */
             const uint64_t q0 = q[0], l0 = ql[0];
             for (Py_ssize_t i = 0; i < common; i++)
                 for (int s = 0; s < HB_LANES; s++) {
@@ -237,5 +239,10 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__ranking(void)
 {
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    if (m != NULL && PyModule_AddIntConstant(m, "MAX_BITS", HB_MAX_BITS) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

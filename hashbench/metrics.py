@@ -60,9 +60,6 @@ _STEP_ELEMENTS = 2**17
 # Relative slack when computing floor(r·T): e.g. 0.29 * 100 == 28.999999999999996.
 _FLOOR_RTOL = 1e-9
 
-# The compiled kernel keeps distances as uint16 with a relevance bit (hashbench/_ranking.c, HB_MAX_BITS).
-_KERNEL_MAX_BITS = 32767
-
 _BYTE_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 _T = TypeVar("_T")
@@ -170,7 +167,8 @@ class _Ranker:
         self.n_db, self.depth = n_db, depth
         self.q_words, self.q_labels = _pack_bits(qb > 0), _pack_bits(ql != 0)
         db_words, dl_words = _pack_bits(db > 0), _pack_bits(dl != 0)
-        self.kernel = _kernel if _kernel is not None and k_bits <= _KERNEL_MAX_BITS else None
+        # the kernel's distances share a uint16 with a relevance bit: codes of up to MAX_BITS bits
+        self.kernel = _kernel if _kernel is not None and k_bits <= _kernel.MAX_BITS else None
         if self.kernel is not None:  # it reads whole database rows
             self.db_rows, self.dl_rows = db_words, dl_words
         else:  # one contiguous array per word, so each XOR/AND streams a single column

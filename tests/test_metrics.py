@@ -356,8 +356,10 @@ def test_the_kernel_ranks_exactly_like_the_stable_sort(ranking, monkeypatch, n_d
             assert got.dtype == np.int64
 
 
-def test_codes_beyond_the_kernel_limit_fall_back_to_numpy():
-    problem = random_problem(13, n_query=2, n_db=5, bits=metrics._KERNEL_MAX_BITS + 1, classes=2)
+@COMPILED_ONLY
+def test_codes_beyond_the_kernel_limit_fall_back_to_numpy(ranking):
+    assert metrics._kernel.MAX_BITS == 32767  # a uint16 holds the distance and a relevance bit
+    problem = random_problem(13, n_query=2, n_db=5, bits=metrics._kernel.MAX_BITS + 1, classes=2)
     assert metrics._Ranker(*metrics._prepare(*problem), depth=5).kernel is None
     assert map_at_k(*problem) == pytest.approx(ref_map(*problem, None), abs=1e-12)
 
