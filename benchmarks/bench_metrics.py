@@ -206,9 +206,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 numpy_s, numpy_value = timed(fast, args.repeat)
             finally:
                 metrics_module._kernel = kernel
-            ok &= max_diff(numpy_value, fast_value) == 0.0
+            identical = max_diff(numpy_value, fast_value) == 0.0
+            ok &= identical
             results[name].update(numpy_ranking_s=numpy_s, numpy_ranking_speedup=naive_s / numpy_s,
-                                 numpy_ranking_identical=max_diff(numpy_value, fast_value) == 0.0)
+                                 numpy_ranking_identical=identical)
             row += f"{numpy_s:>17.3f}{naive_s / numpy_s:>9.1f}x"
         print(row)
 
