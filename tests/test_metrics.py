@@ -330,8 +330,9 @@ def both_rankings(problem, depth, monkeypatch):
     compiled = metrics._Ranker(*prepared, depth=depth)
     assert compiled.kernel is not None
     ranks = compiled.relevant_ranks(0, problem[0].shape[0])
-    monkeypatch.setattr(metrics, "_kernel", None)
-    reference = metrics._Ranker(*prepared, depth=depth).relevant_ranks(0, problem[0].shape[0])
+    with monkeypatch.context() as patch:
+        patch.setattr(metrics, "_kernel", None)
+        reference = metrics._Ranker(*prepared, depth=depth).relevant_ranks(0, problem[0].shape[0])
     return ranks, reference
 
 
@@ -349,7 +350,6 @@ def test_the_kernel_ranks_exactly_like_the_stable_sort(ranking, monkeypatch, n_d
     problem[1][n_db // 2 :] = problem[1][: n_db - n_db // 2]
     for depth in sorted({1, max(1, n_db // 3), n_db}):
         ranks, reference = both_rankings(problem, depth, monkeypatch)
-        monkeypatch.undo()
         assert len(ranks) == len(reference) == 9
         for got, want in zip(ranks, reference):
             np.testing.assert_array_equal(got, want)
