@@ -89,6 +89,40 @@ def test_the_gpu_benchmark_skips_clearly_without_cuda(results, capsys):
     assert final_line(capsys) == "gpu_pgd_peak_fraction: skipped (no CUDA)"
 
 
+def test_the_gpu_benchmark_measures_on_the_cpu_what_it_measures_on_a_gpu(results, capsys):
+    """The CUDA path's measuring code, run on the CPU at a test's size: the figures follow
+    from the timings and the FLOP count, and gpu.json (GPU figures) is left alone."""
+    from benchmarks import bench_gpu
+    from hashbench.cost import forward_flops
+
+    args = ["--device", "cpu", "--models", "smallcnn", "--image-size", "32", "--batch", "4", "--iterations", "2",
+            "--repeats", "2", "--peak-size", "64"]
+    assert bench_gpu.main(args) == 0
+    assert not (results / "gpu.json").exists()
+    report = json.loads((results / "cpu_throughput.json").read_text())
+    assert report["device_name"].startswith("cpu") and report["amp"] == "bf16"
+    assert set(report["results"]) == {"smallcnn/fp32", "smallcnn/bf16"}
+    fwd = forward_flops({"name": "smallcnn", "params": {}}, 32, 32)
+    for r in report["results"].values():
+        assert r["forward_flops_per_image"] == fwd > 0
+        assert r["images_per_s"] == pytest.approx(4 / r["seconds"])
+        assert r["achieved_flops"] == pytest.approx(3 * fwd * 4 * 2 / r["seconds"])
+        assert r["peak_fraction"] == pytest.approx(r["achieved_flops"] / r["peak_flops"])
+    best = max(r["peak_fraction"] for r in report["results"].values())
+    assert report["ratio"] == best
+    assert final_line(capsys).startswith(f"cpu_pgd_peak_fraction: {best:.3f}")
+
+
+def test_the_gpu_benchmark_rejects_an_unknown_device(results, capsys):
+    from benchmarks import bench_gpu
+
+    with pytest.raises(SystemExit) as exc:
+        bench_gpu.main(["--device", "tpu"])
+    assert exc.value.code == 2
+    assert "--device: unknown device 'tpu'" in capsys.readouterr().err
+    assert not list(results.iterdir())
+
+
 def test_an_unknown_benchmark_name_is_rejected(results, capsys):
     from benchmarks.__main__ import main
 
