@@ -12,7 +12,8 @@ would carry into the figure.  Times are runner times (``wall_s`` of run.json).  
 - ``--workers 1 --threads 1``: the same stages on one thread, which separates what the runner's
   process parallelism gains from what intra-op threads already gave ``--workers 1``.
 
-The final line ``parallel_speedup: <ratio>`` is ``--workers 1`` / ``--workers N``.  Its ceiling is
+The final line ``parallel_speedup: <ratio>`` is ``--workers 1`` / ``--workers N``, with the
+ceiling beside the target.  The ceiling is
 set by intra-op threading and by the hardware: N one-thread processes run at ``h`` times one such
 process alone (``h`` = N on ideal hardware; less where the cores share caches, memory bandwidth or a
 clock budget), against one process on all cores at ``intra_op_speedup`` times one thread, so the best
@@ -163,7 +164,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                               "hardware": hardware, "fraction_of_ceiling": speedup / ceiling,
                               "equal_threads_speedup": equal_threads,
                               "ratio": speedup, "target_min_ratio": TARGET, "meets_target": speedup >= TARGET})
-    print(ratio_line("parallel_speedup", speedup, f">= {TARGET}"))
+    # the ceiling beside the target: on this VM it moves with how much of the second core is ours
+    kind = "measured" if hardware else "ideal-hardware"
+    print(ratio_line("parallel_speedup", speedup, f">= {TARGET}; this machine's {kind} ceiling {ceiling:.2f}"))
     return 0
 
 
