@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Sequence
 
-from benchmarks.common import results_dir
+from benchmarks.common import results_dir, timestamp
 
 #: script module → extra arguments in --quick mode
 SCRIPTS = {
@@ -65,7 +65,7 @@ def write_summary(summary: dict[str, dict], quick: bool) -> None:
             earlier = {}
         if earlier.get("quick") == quick:
             scripts = earlier.get("scripts", {})
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    stamp = timestamp()
     scripts.update({name: {**entry, "created": stamp} for name, entry in summary.items()})
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"quick": quick, "scripts": {n: scripts[n] for n in SCRIPTS if n in scripts}},

@@ -30,15 +30,17 @@ from typing import Any, Sequence
 
 import torch
 
-from benchmarks.common import RUN_GRIDS, build_model, median, ratio_line, results_dir, timed_run, write_report
+from benchmarks.common import (RUN_GRIDS, backbone_params, build_model, median, ratio_line, results_dir, timed_run,
+                               write_report)
 from hashbench.cost import forward_flops
 from hashbench.determinism import use_deterministic_kernels
 from hashbench.pgd import PGDConfig, pgd
-from hashbench.stages import autocast
+from hashbench.errors import UserError
+from hashbench.executors.worker import resolve_device
+from hashbench.stages import AMP_DTYPES, autocast
 from hashbench.timings import device_label
 
 MODELS = ("alexnet", "vgg11")
-DTYPES = {None: torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def synchronize(device: torch.device) -> None:
@@ -81,10 +83,9 @@ def measure(backbone: str, image_size: int, batch: int, iterations: int, repeats
         synchronize(device)
         samples.append(time.perf_counter() - start)
     seconds = median(samples)
-    params = {} if backbone == "smallcnn" else {"pretrained": "none"}
-    fwd = forward_flops({"name": backbone, "params": params}, image_size, model.bits)
+    fwd = forward_flops({"name": backbone, "params": backbone_params(backbone)}, image_size, model.bits)
     achieved = 3 * fwd * batch * iterations / seconds
-    peak = matmul_peak(DTYPES[amp], device, peak_size)
+    peak = matmul_peak(AMP_DTYPES.get(amp, torch.float32), device, peak_size)
     return {"image_size": image_size, "batch": batch, "iterations": iterations, "repeats": repeats,
             "seconds": seconds, "images_per_s": batch / seconds, "image_iterations_per_s": batch * iterations / seconds,
             "forward_flops_per_image": fwd, "achieved_flops": achieved, "peak_flops": peak,
@@ -94,22 +95,18 @@ def measure(backbone: str, image_size: int, batch: int, iterations: int, repeats
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller batches, fewer repeats")
-    parser.add_argument("--device", default="cuda", help="cuda (default) or cpu")
+    parser.add_argument("--device", default="cuda", help="cuda (default), cuda:N, cpu or auto")
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated backbones (default alexnet,vgg11)")
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--batch", type=int, default=None, help="images per PGD call (default 128; quick 32)")
     parser.add_argument("--iterations", type=int, default=10, help="PGD iterations per timed call")
     parser.add_argument("--repeats", type=int, default=None, help="timed calls per case (default 10; quick 3)")
-    parser.add_argument("--amp", choices=["bf16", "fp16"], default="bf16", help="the mixed precision timed beside fp32")
+    parser.add_argument("--amp", choices=list(AMP_DTYPES), default="bf16", help="the mixed precision timed beside fp32")
     parser.add_argument("--peak-size", type=int, default=None,
                         help="side of the matmul that measures the peak (default 8192 on CUDA, 2048 on CPU)")
     parser.add_argument("--demo", action="store_true", help="also time `hashbench run --grid demo` on the device")
     args = parser.parse_args(argv)
-    if args.device not in ("cuda", "cpu") and not args.device.startswith("cuda:"):
-        parser.error(f"--device: unknown device '{args.device}' (allowed: cuda, cuda:N, cpu)")
-    device = torch.device(args.device)
-    on_gpu = device.type == "cuda"
-    if on_gpu and not torch.cuda.is_available():
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
         msg = "skipped: no CUDA device (torch.cuda.is_available() is False)"
         print(msg)
         existing = results_dir() / "gpu.json"
@@ -117,6 +114,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             write_report("gpu", {"skipped": msg})  # never overwrite figures measured on a GPU
         print("gpu_pgd_peak_fraction: skipped (no CUDA)")
         return 0
+    try:
+        device = resolve_device(args.device)  # the runner's own check of --device
+    except UserError as exc:
+        parser.error(str(exc))
+    on_gpu = device.type == "cuda"
     use_deterministic_kernels()
     if on_gpu:
         torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32; the peak is measured the same way

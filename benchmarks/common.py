@@ -66,11 +66,16 @@ def median(samples: Sequence[float]) -> float:
     return float(statistics.median(samples))
 
 
+def timestamp() -> str:
+    """When a result was written, as every benchmark JSON states it."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
 def write_report(name: str, report: dict[str, Any], out: Path | None = None) -> Path:
     """Write ``report`` (plus the environment) to ``benchmarks/results/<name>.json``."""
     path = out or results_dir() / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    full = {"benchmark": name, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **report,
+    full = {"benchmark": name, "created": timestamp(), **report,
             "environment": environment()}
     path.write_text(json.dumps(full, indent=2, default=str) + "\n")
     return path
@@ -82,14 +87,18 @@ def ratio_line(name: str, ratio: float, target: str) -> str:
     return f"{name}: {shown}  (target {target})"
 
 
+def backbone_params(backbone: str, **params: Any) -> dict[str, Any]:
+    """``params`` for ``backbone``, with ImageNet backbones' weights off (timing does not depend on them)."""
+    return params if backbone == "smallcnn" else {"pretrained": "none", **params}
+
+
 def build_model(backbone: str, image_size: int, bits: int = 32, seed: int = 0,
                 device: str | torch.device = "cpu", **params: Any) -> torch.nn.Module:
     """A hash model from a registered backbone (ImageNet backbones without weights)."""
     from hashbench import registries
     from hashbench.models import HashModel
 
-    if backbone != "smallcnn":
-        params.setdefault("pretrained", "none")
+    params = backbone_params(backbone, **params)
     torch.manual_seed(seed)
     plugin = registries.backbones.create(backbone, params)
     return HashModel(plugin.build(image_size), bits).to(device)

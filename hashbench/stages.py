@@ -62,11 +62,15 @@ class StageContext:
         return model.to(memory_format=torch.channels_last) if self.channels_last else model
 
 
+#: the autocast dtype of each ``--amp`` choice
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 def autocast(device: torch.device, amp: str | None) -> contextlib.AbstractContextManager:
     """Mixed-precision autocast for ``amp`` ("bf16" or "fp16"); a no-op for ``None``."""
     if amp is None:
         return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+    return torch.autocast(device_type=device.type, dtype=AMP_DTYPES[amp])
 
 
 def _seeded(seed: int) -> torch.Generator:
