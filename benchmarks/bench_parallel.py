@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from benchmarks.common import RUN_GRIDS, median, ratio_line, timed_run, write_report
+from benchmarks.common import RUN_GRIDS, build_model, median, ratio_line, timed_run, write_report
 
 TARGET = 1.5
 
@@ -44,12 +44,8 @@ def probe_child(threads: int) -> None:
     long and prints the steps per second; an empty line ends it."""
     import torch
 
-    from hashbench import registries
-    from hashbench.models.hash_model import HashModel
-
     torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    model = HashModel(registries.backbones.create("smallcnn", {"width": 8, "features": 64}).build(32), 16)
+    model = build_model("smallcnn", 32, bits=16, seed=0, width=8, features=64)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     images = torch.rand(32, 3, 32, 32)
 
