@@ -18,11 +18,24 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Union
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError, field_validator
 
 from .errors import ConfigError
 from .registry import name_problem, unknown_name_message
+from .safe_yaml import excerpt, load_config_file, load_yaml_text, shorten
+
+#: the longest code a grid may ask for (the ranking kernel takes more; no method is meant for more)
+MAX_BITS = 1024
+#: the most items a dataset declaration, split or cut-off may name (10× the largest supported dataset)
+MAX_ITEMS = 10_000_000
+#: the most classes a dataset declaration may name
+MAX_CLASSES = 100_000
+#: seeds are 0 … MAX_SEED (they appear in cell ids and seed torch and numpy)
+MAX_SEED = 2**31 - 1
+#: the largest factor a profile may scale a parameter by
+MAX_SCALE = 1_000_000.0
+#: the longest ``--set`` key (params.<kind>.<64-character name>.<parameter> fits)
+MAX_KEY_CHARS = 200
 
 REGISTRY_ENV = "HASHBENCH_REGISTRY"
 PLUGIN_KINDS = ("datasets", "methods", "backbones", "defenses", "attacks")
@@ -37,13 +50,13 @@ def _check_kinds(table: dict[str, Any]) -> dict[str, Any]:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class SplitSpec(_Strict):
-    num_query: int = Field(gt=0)
-    num_train: int = Field(gt=0)
-    num_database: int | None = Field(None, gt=0)
+    num_query: int = Field(gt=0, le=MAX_ITEMS)
+    num_train: int = Field(gt=0, le=MAX_ITEMS)
+    num_database: int | None = Field(None, gt=0, le=MAX_ITEMS)
 
 
 class DatasetDecl(_Strict):
@@ -52,17 +65,18 @@ class DatasetDecl(_Strict):
     type: str
     description: str = ""
     params: dict[str, Any] = Field(default_factory=dict)
-    classes: int | None = Field(None, gt=0)
+    classes: int | None = Field(None, gt=0, le=MAX_CLASSES)
     split: SplitSpec
-    num_items: int | None = Field(None, gt=0, description="total items; sizes cost estimates when the data is absent")
-    map_topk: int | None = Field(None, gt=0, description="MAP@k cut-off; null ranks the whole database")
+    num_items: int | None = Field(None, gt=0, le=MAX_ITEMS,
+                                  description="total items; sizes cost estimates when the data is absent")
+    map_topk: int | None = Field(None, gt=0, le=MAX_ITEMS, description="MAP@k cut-off; null ranks the whole database")
     pn: list[int] = Field(default_factory=lambda: list(range(100, 1001, 100)))
 
     @field_validator("pn")
     @classmethod
     def _positive(cls, v: list[int]) -> list[int]:
-        if not v or any(n <= 0 for n in v):
-            raise ValueError("must be a non-empty list of positive integers")
+        if not v or any(n <= 0 or n > MAX_ITEMS for n in v):
+            raise ValueError(f"must be a non-empty list of integers from 1 to {MAX_ITEMS}")
         return v
 
 
@@ -83,6 +97,8 @@ class Profile(_Strict):
         for name, factor in v.items():
             if factor <= 0:
                 raise ValueError(f"scale for '{name}' must be positive")
+            if factor > MAX_SCALE:
+                raise ValueError(f"scale for '{name}' must be at most {MAX_SCALE:g}")
         return v
 
     _kinds = field_validator("set")(classmethod(lambda cls, v: _check_kinds(v)))
@@ -107,6 +123,15 @@ class Grid(_Strict):
     def _bits(cls, v: list[int]) -> list[int]:
         if any(b <= 0 for b in v):
             raise ValueError("bit lengths must be positive")
+        if any(b > MAX_BITS for b in v):
+            raise ValueError(f"bit lengths must be at most {MAX_BITS}")
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: list[int]) -> list[int]:
+        if any(not 0 <= s <= MAX_SEED for s in v):
+            raise ValueError(f"seeds must be integers from 0 to {MAX_SEED}")
         return v
 
     _kinds = field_validator("params")(classmethod(lambda cls, v: _check_kinds(v)))
@@ -199,17 +224,7 @@ def default_registry_path() -> Path:
 def load_config(path: str | Path | None = None) -> Config:
     """Parse and validate ``registry.yaml`` (default: the project's, or ``$HASHBENCH_REGISTRY``)."""
     path = Path(path) if path is not None else default_registry_path()
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read registry file {path}: {exc.strerror}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    raw = load_config_file(path, "registry file")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with 'datasets', 'profiles' and 'grids'")
     try:
@@ -243,8 +258,8 @@ def _describe(err: dict[str, Any]) -> str:
         return f"{key}: is empty; list at least one entry"
     if err["type"] == "value_error":  # our own validators say what is wrong; a table is too long to echo
         message = err["msg"].removeprefix("Value error, ")
-        return f"{key}: {message}" if isinstance(err.get("input"), dict) else f"{key}: {message} (got {err.get('input')!r})"
-    return f"{key}: {err['msg']} (got {err.get('input')!r})"
+        return f"{key}: {message}" if isinstance(err.get("input"), dict) else f"{key}: {message} (got {excerpt(err.get('input'))})"
+    return f"{key}: {err['msg']} (got {excerpt(err.get('input'))})"
 
 
 # --- grids from files and command-line overrides -----------------------------------------
@@ -266,14 +281,7 @@ def load_grid_file(path: str | Path, config: Config) -> tuple[str, Grid | UnionG
     A union in a file refers to the registry's grids.
     """
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read grid file {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: invalid YAML: {getattr(exc, 'problem', None) or exc}") from None
+    raw = load_config_file(path, "grid file")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with a grid's keys ({', '.join(GRID_KEYS)}) or 'union'")
     try:
@@ -291,12 +299,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. attacks=[hag,sdha], bits=32 or "
+        raise ConfigError(f"--set {excerpt(text)}: expected KEY=VALUE, e.g. attacks=[hag,sdha], bits=32 or "
                           "params.attacks.center.iterations=5")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {key}: cannot parse {raw!r} as a YAML value ({getattr(exc, 'problem', exc)})") from None
+    if len(key) > MAX_KEY_CHARS:
+        raise ConfigError(f"--set {shorten(key)}: the key is longer than {MAX_KEY_CHARS} characters")
+    value = load_yaml_text(raw, f"--set {key}", value=True) if raw.strip() else None
     if value is None:
         raise ConfigError(f"--set {key}: no value given")
     return key.split("."), value
@@ -305,7 +312,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 def _did_you_mean(what: str, name: str, choices: list[str] | tuple[str, ...], of: str = "") -> str:
     close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.6)
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    return f"unknown {what} '{name}'{of}.{hint} Choices: {', '.join(choices)}."
+    return f"unknown {what} '{shorten(name)}'{of}.{hint} Choices: {', '.join(choices)}."
 
 
 def apply_overrides(config: Config, members: list[tuple[str, Grid]], overrides: list[str]) -> list[tuple[str, Grid]]:
@@ -340,7 +347,7 @@ def _revalidate(grid: Grid, update: dict[str, Any], key: str) -> Grid:
     try:
         return Grid(**{**grid.model_dump(), **update})
     except ValidationError as exc:
-        problems = [f"{err['msg']} (got {err.get('input')!r})" for err in exc.errors()]
+        problems = [f"{err['msg']} (got {excerpt(err.get('input'))})" for err in exc.errors()]
         raise ConfigError(f"--set {key}: " + "; ".join(problems)) from None
 
 

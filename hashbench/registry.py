@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Iterator, Mapping, TypeVar
 
 from .errors import PluginError
+from .safe_yaml import excerpt, shorten
 
 T = TypeVar("T")
 
@@ -28,7 +29,7 @@ def name_problem(name: object) -> str | None:
     """Why ``name`` cannot name a plugin, dataset or grid, or ``None`` if it can."""
     if isinstance(name, str) and NAME_PATTERN.fullmatch(name):
         return None
-    return (f"the name {name!r} is not allowed: names become parts of file names, so they are 1–64 "
+    return (f"the name {excerpt(name)} is not allowed: names become parts of file names, so they are 1–64 "
             "letters, digits, '.', '_', '+' or '-', starting with a letter or digit")
 
 
@@ -36,7 +37,7 @@ def unknown_name_message(kind: str, name: str, choices: list[str]) -> str:
     """"unknown <kind> '<name>'. Did you mean …? Choices: …" for any named thing."""
     close = difflib.get_close_matches(name, choices, n=3, cutoff=0.5)
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    return f"unknown {kind} '{name}'.{hint} Choices: {', '.join(choices) or '(none registered)'}."
+    return f"unknown {kind} '{shorten(name)}'.{hint} Choices: {', '.join(choices) or '(none registered)'}."
 
 
 @dataclass(frozen=True)

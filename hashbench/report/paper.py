@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-import yaml
-
 from ..errors import UserError
+from ..safe_yaml import load_yaml_text
 
 #: Keys of a reference number's setting, in order.
 SETTING_KEYS = ("dataset", "method", "bits", "defense", "attack", "metric")
@@ -146,4 +145,4 @@ def parse(data: Mapping[str, Any], origin: str = "paper numbers") -> PaperNumber
 def load() -> PaperNumbers:
     """The numbers shipped with hashbench (``hashbench/report/paper_numbers.yaml``)."""
     text = resources.files(__package__).joinpath("paper_numbers.yaml").read_text(encoding="utf-8")
-    return parse(yaml.safe_load(text), "paper_numbers.yaml")
+    return parse(load_yaml_text(text, "paper_numbers.yaml"), "paper_numbers.yaml")
