@@ -9,6 +9,7 @@ from pydantic import Field
 from torch import nn
 
 from hashbench.attack import Attack, AttackContext, AttackParams
+from hashbench.params import MAX_ITERATIONS
 from hashbench.codes import center_codes
 from hashbench.pgd import PGDConfig, pgd
 
@@ -37,7 +38,7 @@ class CenterAttack(Attack):
 
     class Params(AttackParams):
         step_size: float = Field(1 / 255, gt=0)
-        iterations: int = Field(100, gt=0)
+        iterations: int = Field(100, gt=0, le=MAX_ITERATIONS)
         random_start: bool = True
         alpha_schedule: Literal["none", "proportional", "bai"] = "proportional"
         weighting: Literal["cgat", "saat"] = "cgat"

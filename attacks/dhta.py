@@ -10,6 +10,7 @@ from torch import nn
 
 from hashbench.anchors import anchor_codes
 from hashbench.attack import Attack, AttackContext, AttackParams
+from hashbench.params import MAX_BATCH_SIZE, MAX_ITERATIONS
 from hashbench.pgd import PGDConfig, pgd
 
 
@@ -43,10 +44,10 @@ class DHTA(Attack):
     targeted = True
 
     class Params(AttackParams):
-        anchors: int = Field(9, ge=1, description="database codes in the anchor vote")
+        anchors: int = Field(9, ge=1, le=MAX_BATCH_SIZE, description="database codes in the anchor vote")
         anchor_replacement: bool = Field(True, description="draw anchors with replacement")
         step_size: float = Field(1 / 255, gt=0)
-        iterations: int = Field(2000, gt=0)
+        iterations: int = Field(2000, gt=0, le=MAX_ITERATIONS)
         random_start: bool = False
         alpha_schedule: Literal["none", "proportional", "bai"] = "bai"
 

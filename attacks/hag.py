@@ -9,6 +9,7 @@ from pydantic import Field
 from torch import nn
 
 from hashbench.attack import Attack, AttackContext, AttackParams
+from hashbench.params import MAX_ITERATIONS
 from hashbench.pgd import PGDConfig, minimise
 
 #: SAAT averages HAG's loss over batches of 128 queries, and its learning rate of 100 is tuned
@@ -62,7 +63,7 @@ class HAG(Attack):
         beta: float = Field(1.0, ge=0, description="weight of the bit-balance term")
         lr: float = Field(100.0, gt=0, description="SGD learning rate on the image")
         momentum: float = Field(0.9, ge=0, lt=1)
-        iterations: int = Field(2000, gt=0)
+        iterations: int = Field(2000, gt=0, le=MAX_ITERATIONS)
         alpha_schedule: Literal["none", "proportional", "bai"] = "proportional"
 
     def perturb(

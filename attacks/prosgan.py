@@ -12,6 +12,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from hashbench.attack import Attack, AttackContext, AttackParams, PrepareSizes
+from hashbench.params import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_ITERATIONS, MAX_WIDTH
 from hashbench.codes import to_binary
 from hashbench.cost import class_flops
 from hashbench.errors import PluginError
@@ -224,23 +225,23 @@ class ProSGAN(Attack):
     targeted = True
 
     class Params(AttackParams):
-        epsilon: float | None = Field(None, gt=0, description="optional L∞ clip; None = unbounded (paper)")
-        prototype_epochs: int = Field(100, gt=0)
-        prototype_steps: int = Field(300, gt=0, description="PrototypeNet steps per epoch")
-        prototype_batch_size: int = Field(64, gt=0)
+        epsilon: float | None = Field(None, gt=0, le=1, description="optional L∞ clip; None = unbounded (paper)")
+        prototype_epochs: int = Field(100, gt=0, le=MAX_EPOCHS)
+        prototype_steps: int = Field(300, gt=0, le=MAX_ITERATIONS, description="PrototypeNet steps per epoch")
+        prototype_batch_size: int = Field(64, gt=0, le=MAX_BATCH_SIZE)
         prototype_lr: float = Field(1e-4, gt=0)
-        prototype_hidden: int = Field(4096, gt=0, description="PrototypeNet hidden width")
-        epochs: int = Field(100, gt=0, description="GAN epochs over the training images")
+        prototype_hidden: int = Field(4096, gt=0, le=MAX_WIDTH, description="PrototypeNet hidden width")
+        epochs: int = Field(100, gt=0, le=MAX_EPOCHS, description="GAN epochs over the training images")
         decay_fraction: float = Field(0.5, ge=0, le=1, description="share of the epochs (the last ones) whose "
                                       "learning rate decays linearly")
-        train_batch_size: int = Field(24, gt=0)
+        train_batch_size: int = Field(24, gt=0, le=MAX_BATCH_SIZE)
         lr: float = Field(1e-4, gt=0)
         rec_weight: float = Field(100.0, ge=0)
         hash_weight: float = Field(5.0, ge=0)
         gan_weight: float = Field(1.0, ge=0)
-        d_every: int = Field(3, gt=0, description="update D on every d_every-th batch")
-        width: int = Field(64, gt=0)
-        residual_blocks: int = Field(3, ge=0)
+        d_every: int = Field(3, gt=0, le=MAX_ITERATIONS, description="update D on every d_every-th batch")
+        width: int = Field(64, gt=0, le=MAX_WIDTH)
+        residual_blocks: int = Field(3, ge=0, le=64)
 
     def __init__(self, params: AttackParams | None = None) -> None:
         super().__init__(params)

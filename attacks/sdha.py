@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 from torch import nn
 
 from hashbench.attack import Attack, AttackContext, AttackParams
+from hashbench.params import MAX_ITERATIONS
 from hashbench.pgd import PGDConfig, minimise
 
 
@@ -90,7 +91,7 @@ class SDHA(Attack):
         distance_weight: float = Field(25.0, gt=0, description="λ: weight of the distance term (divided by K)")
         lr: float = Field(0.01, gt=0, description="Adam learning rate on the image")
         betas: tuple[float, float] = (0.9, 0.999)
-        iterations: int = Field(1500, gt=0)
+        iterations: int = Field(1500, gt=0, le=MAX_ITERATIONS)
         alpha_schedule: Literal["none", "proportional", "bai"] = "proportional"
 
         @field_validator("betas")

@@ -11,6 +11,7 @@ from torch import nn
 
 from hashbench.adversarial_training import milestones
 from hashbench.attack import Attack, AttackContext, AttackParams, PrepareSizes
+from hashbench.params import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_ITERATIONS
 from hashbench.pgd import PGDConfig, pgd
 from hashbench.training import TrainingDiverged
 from hashbench.prototype import (
@@ -50,12 +51,12 @@ class THA(Attack):
 
     class Params(AttackParams, PrototypeParams):
         step_size: float = Field(1 / 255, gt=0)
-        iterations: int = Field(100, gt=0)
+        iterations: int = Field(100, gt=0, le=MAX_ITERATIONS)
         random_start: bool = False
         alpha_schedule: Literal["none", "proportional", "bai"] = "proportional"
-        epochs: int = Field(100, gt=0, description="prototype-net training epochs")
-        steps_per_epoch: int = Field(300, gt=0)
-        proto_batch_size: int = Field(32, gt=0, description="target labels per prototype-net step")
+        epochs: int = Field(100, gt=0, le=MAX_EPOCHS, description="prototype-net training epochs")
+        steps_per_epoch: int = Field(300, gt=0, le=MAX_ITERATIONS)
+        proto_batch_size: int = Field(32, gt=0, le=MAX_BATCH_SIZE, description="target labels per prototype-net step")
 
     def prepare_flops(self, sizes: PrepareSizes) -> int | None:
         """The prototype net's training; no image passes (the training codes come encoded)."""

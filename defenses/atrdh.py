@@ -14,6 +14,7 @@ from hashbench.banks import CodeBank
 from hashbench.defense import Defense, DefenseContext
 from hashbench.methods.base import HashMethod
 from hashbench.models.hash_model import HashModel
+from hashbench.params import MAX_EPOCHS
 from hashbench.prototype import (
     AdamBetas, PrototypeParams, PrototypeTrainer, build_prototype_net, sample_targets, target_candidates,
 )
@@ -57,7 +58,7 @@ class ATRDH(Defense):
     paper = "Wang, Zhang, Lu, Xu. Targeted Attack and Defense for Deep Hashing. SIGIR 2021"
 
     class Params(AdversarialParams, PrototypeParams):
-        epochs: int = Field(100, gt=0)
+        epochs: int = Field(100, gt=0, le=MAX_EPOCHS)
         augment: bool = False
         bank_init: Literal["train", "eval"] = "eval"
         lr: float = Field(1e-4, gt=0, description="Adam learning rate of the hash model")

@@ -14,6 +14,7 @@ from hashbench.banks import CodeBank
 from hashbench.codes import center_codes
 from hashbench.defense import Defense, DefenseContext
 from hashbench.methods.base import HashMethod, SGDParams
+from hashbench.params import MAX_BATCH_SIZE, MAX_EPOCHS
 from hashbench.models.hash_model import HashModel
 from hashbench.training import TrainData
 
@@ -69,8 +70,8 @@ class CgAT(Defense):
     paper = "Wang, Lin, Li. CgAT: Center-Guided Adversarial Training for Deep Hashing-Based Retrieval. WWW 2023"
 
     class Params(AdversarialParams, SGDParams):
-        epochs: int = Field(30, gt=0)
-        batch_size: int = Field(32, gt=0)
+        epochs: int = Field(30, gt=0, le=MAX_EPOCHS)
+        batch_size: int = Field(32, gt=0, le=MAX_BATCH_SIZE)
         lam: float = Field(1.0, ge=0, description="λ, weight of the adversarial term")
         mu: float = Field(0.0, ge=0, description="μ, weight of the adversarial outputs' quantisation")
         weighting: Literal["cgat", "saat"] = "cgat"

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import Field
 
+from hashbench.params import MAX_EPOCHS
+
 from .cgat import CgAT
 
 
@@ -36,7 +38,7 @@ class SAAT(CgAT):
     paper = "Yuan, Zhang, Wang, Wu. Semantic-Aware Adversarial Training for Reliable Deep Hashing Retrieval. TIFS 2023"
 
     class Params(CgAT.Params):
-        epochs: int = Field(20, gt=0)
+        epochs: int = Field(20, gt=0, le=MAX_EPOCHS)
         lr: float = Field(0.05, gt=0)
         momentum: float = Field(0.0, ge=0, lt=1)
         weight_decay: float = Field(1e-5, ge=0)

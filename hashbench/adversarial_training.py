@@ -18,7 +18,7 @@ from .banks import CodeBank
 from .defense import DefenseContext
 from .methods.base import HashMethod
 from .models.hash_model import HashModel
-from .params import Params
+from .params import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_ITERATIONS, Params
 from .pgd import PGDConfig, pgd
 from .training import TrainData, run_epochs
 
@@ -41,12 +41,12 @@ class AdversarialParams(Params):
     false (default) floors it so that both decays happen.
     """
 
-    epochs: int = Field(30, gt=0)
-    batch_size: int = Field(32, gt=0)
+    epochs: int = Field(30, gt=0, le=MAX_EPOCHS)
+    batch_size: int = Field(32, gt=0, le=MAX_BATCH_SIZE)
     augment: bool = True
-    epsilon: float = Field(8 / 255, ge=0, description="L∞ budget of the inner attack")
+    epsilon: float = Field(8 / 255, ge=0, le=1, description="L∞ budget of the inner attack")
     step_size: float = Field(2 / 255, gt=0)
-    iterations: int = Field(7, gt=0, description="inner PGD iterations")
+    iterations: int = Field(7, gt=0, le=MAX_ITERATIONS, description="inner PGD iterations")
     random_start: bool = True
     pgd_mode: Literal["train", "eval"] = "train"
     bank_init: Literal["train", "eval"] = "train"

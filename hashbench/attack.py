@@ -9,7 +9,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from .params import Params
+from .params import MAX_BATCH_SIZE, Params
 from .plugin import Plugin
 
 if TYPE_CHECKING:
@@ -20,8 +20,8 @@ if TYPE_CHECKING:
 class AttackParams(Params):
     """Settings every attack has: the L∞ budget in pixel units and the query batch size."""
 
-    epsilon: float = Field(8 / 255, ge=0, description="L∞ budget on [0, 1] images")
-    batch_size: int = Field(128, gt=0)
+    epsilon: float = Field(8 / 255, ge=0, le=1, description="L∞ budget on [0, 1] images")
+    batch_size: int = Field(128, gt=0, le=MAX_BATCH_SIZE)
 
 
 @dataclass(frozen=True)

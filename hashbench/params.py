@@ -4,18 +4,38 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from .errors import ConfigError
+from .safe_yaml import excerpt, shorten
+
+#: the largest magnitude of any integer parameter (a C int: tensor sizes, loop counts, seeds)
+MAX_INT = 2**31 - 1
+#: upper bounds shared by the plugins' schemas (``Field(..., le=MAX_EPOCHS)``)
+MAX_EPOCHS = 10_000
+MAX_ITERATIONS = 1_000_000
+MAX_BATCH_SIZE = 65_536
+MAX_WIDTH = 65_536
 
 
 class Params(BaseModel):
     """Base schema: unknown keys are rejected and values are immutable once validated.
 
-    Subclasses declare fields whose defaults are the paper's values.
+    Subclasses declare fields whose defaults are the paper's values.  Every float must be
+    finite (``nan`` and ``inf`` are refused) and every integer, also inside a tuple or list,
+    within ±:data:`MAX_INT`; subclasses add tighter bounds with ``Field(gt=…, le=…)``.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _bounded_ints(cls, value: Any) -> Any:
+        items = value if isinstance(value, (tuple, list)) else (value,)
+        for item in items:
+            if isinstance(item, int) and not isinstance(item, bool) and abs(item) > MAX_INT:
+                raise ValueError(f"must be between {-MAX_INT} and {MAX_INT}")
+        return value
 
 
 def validate_params(schema: type[Params], values: Mapping[str, Any] | None, where: str) -> Params:
@@ -25,12 +45,12 @@ def validate_params(schema: type[Params], values: Mapping[str, Any] | None, wher
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"]) or "(root)"
+            key = shorten(".".join(str(p) for p in err["loc"])) or "(root)"
             if err["type"] == "extra_forbidden":
                 allowed = ", ".join(sorted(schema.model_fields)) or "none"
                 problems.append(f"unknown key '{key}' (allowed: {allowed})")
             else:
-                problems.append(f"'{key}': {err['msg']} (got {err.get('input')!r})")
+                problems.append(f"'{key}': {err['msg']} (got {excerpt(err.get('input'))})")
         raise ConfigError(f"{where}: " + "; ".join(problems)) from None
 
 

@@ -26,7 +26,7 @@ import torch
 from pydantic import AfterValidator, Field, field_validator
 from torch import nn
 
-from .params import Params
+from .params import MAX_WIDTH, Params
 
 
 def _check_betas(v: tuple[float, float]) -> tuple[float, float]:
@@ -55,6 +55,8 @@ class PrototypeParams(Params):
     def _positive_widths(cls, v: tuple[int, int]) -> tuple[int, int]:
         if min(v) <= 0:
             raise ValueError("hidden widths must be positive")
+        if max(v) > MAX_WIDTH:
+            raise ValueError(f"hidden widths must be at most {MAX_WIDTH}")
         return v
 
 

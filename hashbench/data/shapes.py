@@ -52,6 +52,10 @@ _JITTER = 0.2
 _RADIUS = (0.25, 0.5)
 _MIN_CELL_PX = 10
 
+#: the most images, and the most bytes of images, a shapes dataset may generate (all are held in memory)
+MAX_ITEMS = 1_000_000
+MAX_IMAGE_BYTES = 4 << 30
+
 
 def _grid_side(max_shapes: int) -> int:
     return math.ceil(math.sqrt(max_shapes))
@@ -67,12 +71,21 @@ class Shapes(HashDataset):
     paper: ClassVar[str] = "hashbench (synthetic)"
 
     class Params(Params):
-        num_items: int = Field(2000, ge=1, description="number of images")
+        num_items: int = Field(2000, ge=1, le=MAX_ITEMS, description="number of images")
         num_classes: int = Field(6, ge=1, le=len(SHAPE_KINDS), description=f"shape classes, from {SHAPE_KINDS}")
         image_size: int = Field(32, ge=16, le=1024, description="side of the square images in pixels")
         min_shapes: int = Field(1, ge=1, description="fewest shapes per image")
         max_shapes: int = Field(3, ge=1, description="most shapes per image (at most num_classes)")
         seed: int = Field(0, ge=0, description="seed of the image content (not of the split)")
+
+        @field_validator("image_size")
+        @classmethod
+        def _check_memory(cls, value: int, info: ValidationInfo) -> int:
+            n = info.data.get("num_items")
+            if n is not None and n * 3 * value * value > MAX_IMAGE_BYTES:
+                raise ValueError(f"{n} images of {value}×{value} pixels need {n * 3 * value * value / (1 << 30):.1f} GiB "
+                                 f"of memory; at most {MAX_IMAGE_BYTES >> 30} GiB: lower num_items or image_size")
+            return value
 
         @field_validator("max_shapes")
         @classmethod

@@ -8,7 +8,7 @@ import torch
 from pydantic import Field
 
 from ..banks import CodeBank
-from ..params import Params
+from ..params import MAX_BATCH_SIZE, MAX_EPOCHS, Params
 from ..plugin import Plugin
 
 
@@ -24,8 +24,8 @@ def pairwise_logistic(theta: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
 class SGDParams(Params):
     """Epochs, batch and SGD settings shared by clean training and adversarial training."""
 
-    epochs: int = Field(100, gt=0)
-    batch_size: int = Field(64, gt=0)
+    epochs: int = Field(100, gt=0, le=MAX_EPOCHS)
+    batch_size: int = Field(64, gt=0, le=MAX_BATCH_SIZE)
     lr: float = Field(0.01, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(5e-4, ge=0)

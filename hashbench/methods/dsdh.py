@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
+from ..params import MAX_ITERATIONS
 from .base import HashMethod, TrainParams, pairwise_logistic
 
 
@@ -48,7 +49,7 @@ class DSDH(HashMethod):
         mu: float = Field(1.0, gt=0, description="weight μ of the classification term")
         nu: float = Field(1.0, gt=0, description="weight ν of the classifier's L2 regulariser")
         eta: float = Field(55.0, ge=0, description="weight η of ‖B − U‖² in the discrete update")
-        dcc_iter: int = Field(10, gt=0, description="DCC sweeps per epoch")
+        dcc_iter: int = Field(10, gt=0, le=MAX_ITERATIONS, description="DCC sweeps per epoch")
 
     codes: torch.Tensor
     classifier: torch.Tensor
