@@ -11,10 +11,10 @@ from typing import Any, Callable
 
 import click
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from .errors import ArtifactError, HashbenchError, UserError
+from .terminal import markup, plain
 
 RESULTS_ENV = "HASHBENCH_RESULTS"
 KINDS = ("methods", "backbones", "datasets", "attacks", "defenses", "grids", "profiles")
@@ -28,10 +28,10 @@ def _user_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except (UserError, ArtifactError) as exc:
-            click.echo(f"hashbench: error: {exc}", err=True)
+            click.echo(f"hashbench: error: {plain(exc, one_line=True)}", err=True)
             sys.exit(2)
         except HashbenchError as exc:
-            click.echo(f"hashbench: failed: {exc}", err=True)
+            click.echo(f"hashbench: failed: {plain(exc, one_line=True)}", err=True)
             sys.exit(1)
 
     return wrapper
@@ -142,6 +142,15 @@ def run(grid: str, profile: str | None, overrides: tuple[str, ...], run_name: st
     """
     if executor == "ray" and workers != 1:
         raise UserError("--workers is for the local executor; Ray runs as many stages as the cluster has CPUs")
+    from .config import is_grid_path
+    from .results import check_run_name
+
+    # the run's folder is <results>/<name>: a name, never a path, checked before any work
+    if run_name is not None:
+        check_run_name(run_name, "--run")
+    elif is_grid_path(grid):
+        check_run_name(Path(grid).stem, f"--grid {grid}: the run is named after the file's stem",
+                       "pass --run NAME, or name the file differently")
     if workers > 1 and not dry_run:
         from .executors.processes import start_worker_server
 
@@ -156,8 +165,8 @@ def run(grid: str, profile: str | None, overrides: tuple[str, ...], run_name: st
     if dry_run:
         _print_plan(plan, root, device, as_json=False)
         return
+    name = check_run_name(run_name if run_name is not None else plan.grid_name, "--run")
     reporter = default_reporter(quiet)
-    name = run_name or plan.grid_name
     try:
         runner = Runner(root, device, reporter, workers=workers, executor=executor, address=address,
                         channels_last=channels_last, threads=threads)
@@ -165,20 +174,27 @@ def run(grid: str, profile: str | None, overrides: tuple[str, ...], run_name: st
     finally:
         reporter.close()
     console = Console(stderr=True)
-    console.print(f"run [bold]{summary.run}[/]: {summary.cells} cells, {summary.executed_total} stages executed, "
-                  f"{summary.cached_total} cached, {summary.wall_s:.1f}s; results in {summary.folder}")
+    # names, paths and error texts are shown as text, never read as markup
+    console.print(f"run [bold]{markup(summary.run)}[/]: {summary.cells} cells, {summary.executed_total} stages "
+                  f"executed, {summary.cached_total} cached, {summary.wall_s:.1f}s; results in "
+                  f"{markup(summary.folder)}", highlight=False, soft_wrap=True)
     if not no_report:
         from .report import write_report
 
-        paths = write_report(summary.run, results_dir=root, html=True, csv=True)
-        console.print(f"report: {paths[0]}")
+        paths = write_report(summary.run, results_dir=root, html=True, csv=True, warn=_warn)
+        console.print(f"report: {markup(paths[0])}", highlight=False, soft_wrap=True)
     if summary.failed:
         console.print(f"[red]{len(summary.failed)} of {summary.cells} cells failed[/]", markup=True)
         for failure in summary.failed:
-            console.print(f"[red]failed[/] {escape(failure['cell_id'])} ({failure['stage']} stage): "
-                          f"{escape(failure['error'])}",
+            console.print(f"[red]failed[/] {markup(failure['cell_id'])} ({markup(failure['stage'])} stage): "
+                          f"{markup(failure['error'])}",
                           markup=True, highlight=False)
         sys.exit(1)
+
+
+def _warn(message: str) -> None:
+    """One warning line on stderr (e.g. a record file the report leaves out)."""
+    click.echo(f"hashbench: warning: {plain(message, one_line=True)}", err=True)
 
 
 def _fmt_seconds(s: float | None) -> str:
@@ -208,7 +224,9 @@ def _print_plan(plan, root: Path, device: str, as_json: bool) -> None:
     from .store import ArtifactStore
     from .timings import device_label, read_timings
 
-    store = ArtifactStore(root / "store")
+    from .results import check_results_path
+
+    store = ArtifactStore(check_results_path(root) / "store")
     torch_device = resolve_device(device)
     rows = estimate_plan(plan, store, torch_device, read_timings(store))
     known = [r.estimated_s for r in rows]
@@ -223,7 +241,7 @@ def _print_plan(plan, root: Path, device: str, as_json: bool) -> None:
                                "amp": plan.options.amp, "stages": [r.as_dict() for r in rows], "total": total,
                                "unavailable": plan.unavailable}, indent=2))
         return
-    title = f"plan: grid {plan.grid_name}, profile {plan.profile_name}, {len(plan.cells)} cells"
+    title = f"plan: grid {markup(plan.grid_name)}, profile {markup(plan.profile_name)}, {len(plan.cells)} cells"
     table = Table(title=title, caption=f"estimates for {device_label(torch_device)}; basis: timings = earlier "
                                        "runs on this device, flops = FLOPs / measured matmul rate (a lower bound)")
     for col in ("stage", "total", "cached", "to run", "FLOPs", "estimated time", "basis"):
@@ -231,13 +249,13 @@ def _print_plan(plan, root: Path, device: str, as_json: bool) -> None:
     for r in [row.as_dict() for row in rows] + [total]:
         est = "-" if r["to_run"] == 0 else _fmt_seconds(r["estimated_s"])
         flops = "-" if r["to_run"] == 0 else _fmt_flops(r["flops"])
-        table.add_row(r["stage"], str(r["total"]), str(r["cached"]), str(r["to_run"]), flops, est,
-                      r["basis"] or "-", end_section=r["stage"] == rows[-1].stage)
+        table.add_row(markup(r["stage"]), str(r["total"]), str(r["cached"]), str(r["to_run"]), flops, est,
+                      markup(r["basis"] or "-"), end_section=r["stage"] == rows[-1].stage)
     console = Console()
     console.print(table)
     for name, why in plan.unavailable.items():
-        console.print(f"[yellow]dataset {name} is not available here[/] (its stages' keys are provisional): "
-                      f"{escape(why)}",
+        console.print(f"[yellow]dataset {markup(name)} is not available here[/] (its stages' keys are "
+                      f"provisional): {markup(why)}",
                       markup=True, highlight=False)
 
 
@@ -280,12 +298,12 @@ def report(run_name: str | None, html: bool, latex: bool, csv: bool, markdown: b
     from .results import latest_run
 
     root = _results_dir(results_dir)
-    name = run_name or latest_run(root)
+    name = run_name if run_name is not None else latest_run(root)
     if not (html or latex or csv or markdown or as_json):
         html = True
     attacks = [a.strip() for a in figure_attacks.split(",") if a.strip()] if figure_attacks else None
     for path in write_report(name, results_dir=root, out_dir=out_dir, html=html, csv=csv, latex=latex,
-                             markdown=markdown, json=as_json, figure_attacks=attacks):
+                             markdown=markdown, json=as_json, figure_attacks=attacks, warn=_warn):
         click.echo(str(path))
 
 
@@ -307,16 +325,16 @@ def list_(kind: str | None, registry_path: str | None) -> None:
             table.add_column("name")
             table.add_column("description")
             for name, item in getattr(config.data, k).items():
-                table.add_row(name, escape(item.description))
+                table.add_row(markup(name), markup(item.description))
             console.print(table)
             continue
         table = Table(title=k)
         for col in ("name", "origin", "description", "paper"):
             table.add_column(col)
         for info in registries.BY_KIND[k].infos():
-            # plugin text is shown as written, never read as terminal markup
-            desc = escape(info.description) if info.error is None else f"[red]failed to load: {escape(info.error)}[/]"
-            table.add_row(escape(info.name), escape(info.origin), desc, escape(info.paper))
+            # plugin text is shown as written, never read as terminal markup or obeyed as control codes
+            desc = markup(info.description) if info.error is None else f"[red]failed to load: {markup(info.error)}[/]"
+            table.add_row(markup(info.name), markup(info.origin), desc, markup(info.paper))
         console.print(table)
 
 
@@ -339,9 +357,9 @@ def compare(run_a: str, run_b: str, threshold: float | None, results_dir: str | 
     keys = ["dataset", "method", "backbone", "bits", "defense", "attack", "seed"]
     a, b = load(run_a, root), load(run_b, root)
     merged = a[keys + ["map"]].merge(b[keys + ["map"]], on=keys, how="outer", suffixes=("_a", "_b"))
-    table = Table(title=f"{run_a} vs {run_b} (MAP %)")
+    table = Table(title=f"{markup(run_a)} vs {markup(run_b)} (MAP %)")
     for col in keys + [run_a, run_b, "Δ"]:
-        table.add_column(col)
+        table.add_column(markup(col))
     beyond = []
     for _, r in merged.iterrows():
         ma, mb = r["map_a"], r["map_b"]
@@ -352,13 +370,13 @@ def compare(run_a: str, run_b: str, threshold: float | None, results_dir: str | 
         if threshold is not None and (missing or abs(delta) > threshold):
             beyond.append("-".join(str(r[k]) for k in keys) + (" (in one run only)" if missing else f" ({diff})"))
             diff = f"[red]{diff}[/]"
-        table.add_row(*[str(r[k]) for k in keys], fmt(ma), fmt(mb), diff)
+        table.add_row(*[markup(r[k]) for k in keys], fmt(ma), fmt(mb), diff)
     Console().print(table)
     if threshold is None:
         return
     if beyond:
         click.echo(f"{len(beyond)} of {len(merged)} cells differ by more than {threshold:g} MAP points: "
-                   + ", ".join(beyond), err=True)
+                   + plain(", ".join(beyond), one_line=True), err=True)
         sys.exit(1)
     click.echo(f"all {len(merged)} cells within {threshold:g} MAP points", err=True)
 

@@ -9,6 +9,8 @@ from typing import Callable, Iterator
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from .terminal import markup, plain
+
 
 class Reporter:
     """Hands out progress tasks; the base class shows nothing (tests, ``--quiet``)."""
@@ -43,14 +45,15 @@ class RichReporter(Reporter):
 
     @contextlib.contextmanager
     def task(self, description: str, total: int) -> Iterator[Callable[[int], None]]:
-        task_id = self.progress.add_task(description, total=total)
+        # the description (run and plugin names) goes into the "[bold]{task.description}" markup
+        task_id = self.progress.add_task(markup(description, one_line=True), total=total)
         try:
             yield lambda n=1: self.progress.advance(task_id, n)
         finally:
             self.progress.remove_task(task_id)
 
     def log(self, message: str) -> None:
-        self.progress.console.print(message, markup=False, highlight=False)
+        self.progress.console.print(plain(message), markup=False, highlight=False, soft_wrap=True)
 
     def close(self) -> None:
         self.progress.stop()

@@ -36,7 +36,7 @@ from .errors import ArtifactError, UserError
 from .executors.worker import StageResult, WorkerConfig, resolve_device, store_root
 from .plan import Cell, Plan, Stage
 from .progress import Reporter
-from .results import RECORD_SCHEMA_VERSION
+from .results import RECORD_SCHEMA_VERSION, check_run_name, writable_results_dir
 from .stages import perturbation_summary
 from .store import ArtifactStore, StoreWriteError, write_failure
 
@@ -159,7 +159,24 @@ class Runner:
         return PoolExecutor(config, self.workers)
 
     def run(self, plan: Plan, run: str) -> RunSummary:
-        folder = self.results_dir / run
+        """Run ``plan`` as run ``run`` (a name: its folder is ``<results_dir>/<run>``).
+
+        Before any work: the name is checked, the results folder must be a folder that can be
+        written, and every record's file name must fit the filesystem (:class:`UserError`).  A
+        read-only results folder is accepted only if this run is already complete there with
+        every cell cached: then nothing is written and the summary says so.
+        """
+        run = check_run_name(run)
+        folder = self.results_dir / run  # a name, never a path: nothing outside results_dir
+        self._check_file_names(plan, folder)
+        read_only = writable_results_dir(self.results_dir, "store", run, f"{run}/records")
+        if read_only is not None:
+            unchanged = self._unchanged(plan, run)
+            if unchanged is None:
+                raise UserError(f"{read_only}: run '{run}' needs to write there and nothing was run; "
+                                "make the results folder writable or pass another --results-dir")
+            self.reporter.log(f"{read_only}; run {run} is complete and every cell is cached: nothing written")
+            return unchanged
         start = time.perf_counter()
         commit = git_commit()
         device = resolve_device(self.device_name) if self.executor_kind == "local" else None
@@ -201,6 +218,49 @@ class Runner:
         )
         write_json_atomic(folder / "run.json", manifest)
         return summary
+
+    def _check_file_names(self, plan: Plan, folder: Path) -> None:
+        """:class:`UserError` if a record's file name (or its temporary twin) exceeds the filesystem's limit."""
+        probe = next((p for p in (folder, *folder.absolute().parents) if os.path.isdir(p)), Path("/"))
+        try:
+            limit = os.pathconf(probe, "PC_NAME_MAX")
+        except (OSError, ValueError):
+            limit = 255
+        for cell in plan.cells:
+            name = f"{cell.cell_id}.json"
+            # write_json_atomic's temporary file: "." + name + "-" + 8 random characters
+            if len(f".{name}-12345678".encode()) > limit:
+                raise UserError(f"cell '{cell.cell_id[:60]}…' ({len(cell.cell_id)} characters): its record file name "
+                                f"would exceed this filesystem's file-name limit ({limit} bytes); use shorter "
+                                "dataset and plugin names")
+
+    def _unchanged(self, plan: Plan, run: str) -> RunSummary | None:
+        """The summary of ``run`` if it is complete for ``plan`` with every cell cached (a re-run would
+        write nothing new: the same records, every evaluation in the store), else ``None``."""
+        folder = self.results_dir / run
+        records = folder / "records"
+        try:
+            manifest = json.loads((folder / "run.json").read_bytes())
+            present = {p.stem for p in records.glob("*.json")} if records.is_dir() else set()
+        except (OSError, ValueError):
+            return None
+        if not isinstance(manifest, dict) or manifest.get("status") != "complete":
+            return None
+        if present != {c.cell_id for c in plan.cells}:
+            return None
+        for cell in plan.cells:
+            if not self.store.exists(cell.evaluate.kind, cell.evaluate.key):
+                return None
+            try:
+                record = json.loads((records / f"{cell.cell_id}.json").read_bytes())
+            except (OSError, ValueError):
+                return None
+            provenance = record.get("provenance") if isinstance(record, dict) else None
+            keys = provenance.get("artifact_keys") if isinstance(provenance, dict) else None
+            if record.get("status") != "ok" or not isinstance(keys, dict) or keys.get("evaluate") != cell.evaluate.key:
+                return None
+        evaluations = {c.evaluate.key: c.evaluate.kind for c in plan.cells}
+        return RunSummary(run, folder, cached=dict(Counter(evaluations.values())), cells=len(plan.cells))
 
     @staticmethod
     def _mark_stopped(folder: Path, manifest: dict[str, Any], exc: BaseException, wall_s: float) -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
+from ..results import check_run_name
 from . import paper
 from .data import RunData, load_run
 from .figures import curve_attacks
@@ -36,10 +37,11 @@ class Report:
 
 
 def build_report(run: str | Path, results_dir: str | Path | None = None,
-                 figure_attacks: Sequence[str] | None = None) -> Report:
+                 figure_attacks: Sequence[str] | None = None, warn: Callable[[str], None] | None = None) -> Report:
     """The report of ``run``; ``figure_attacks`` picks the attacks of the PR/P@N figures and examples
-    (default DHTA and SDHA, as in the CgAT paper; the attacks that ran where those did not)."""
-    data = load_run(run, results_dir)
+    (default DHTA and SDHA, as in the CgAT paper; the attacks that ran where those did not).
+    ``warn`` gets one line per record file left out because it cannot be used."""
+    data = load_run(run, results_dir, warn)
     stats = Stats(data.frame)
     papers = paper.load()
     chosen = {group: curve_attacks(stats.values("attack", dataset=group[0], method=group[1], backbone=group[2],
@@ -74,17 +76,27 @@ def write_report(
     markdown: bool = False,
     json: bool = False,
     figure_attacks: Sequence[str] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Write the requested formats of ``run``'s report (see :data:`OUTPUTS`); return the paths.
 
-    ``out_dir`` defaults to ``reports/<run>/``.  Raises :class:`UserError` for an unknown run or
-    an output folder that cannot be written.
+    ``out_dir`` defaults to ``reports/<run>/``, where ``<run>`` is the name of the run's folder
+    checked by the run-name rule (never a field of ``run.json``).  Raises :class:`UserError`
+    for an unknown run or an output folder that cannot be written.  ``warn``: see
+    :func:`build_report`.
     """
     from . import export
     from .html import render
 
-    report = build_report(run, results_dir, figure_attacks)
-    out = Path(out_dir) if out_dir is not None else Path("reports") / report.run.name
+    if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise UserError(f"--out {out_dir}: a file is in the way; the report is a folder")
+    report = build_report(run, results_dir, figure_attacks, warn)
+    if out_dir is None:
+        name = check_run_name(report.run.name, f"run folder {report.run.folder}",
+                             "pass --out to say where its report goes")
+        out = Path("reports") / name
+    else:
+        out = Path(out_dir)
     renderers = {"html": render, "csv": export.to_csv, "latex": export.to_latex, "markdown": export.to_markdown,
                  "json": export.to_json}
     wanted = {"html": html, "csv": csv, "latex": latex, "markdown": markdown, "json": json}

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,8 @@ class RunData:
     failures: list[Failure]
     frame: pd.DataFrame  # one row per evaluated cell: ``results.COLUMNS``
     store: ArtifactStore | None  # the run's artifact store, where present
+    #: one line per record file that could not be used and was left out
+    skipped: list[str] = field(default_factory=list)
 
     def record(self, cell_id: str) -> dict[str, Any] | None:
         return self._by_id.get(cell_id)
@@ -58,8 +60,9 @@ def _failures(manifest: Mapping[str, Any], failed_records: list[dict[str, Any]])
     found: dict[str, Failure] = {}
     for record in failed_records:  # a failed record knows the cell's coordinates; prefer it
         cell_id = str(record.get("cell_id", "?"))
+        cell = record.get("cell")
         found[cell_id] = Failure(cell_id, str(record.get("error") or "no error message recorded"),
-                                 dict(record.get("cell") or {}), _text(record.get("failed_stage")),
+                                 dict(cell) if isinstance(cell, Mapping) else {}, _text(record.get("failed_stage")),
                                  _text(record.get("traceback")))
     for item in manifest.get("failed") or []:
         if isinstance(item, Mapping):
@@ -71,10 +74,24 @@ def _failures(manifest: Mapping[str, Any], failed_records: list[dict[str, Any]])
     return list(found.values())
 
 
-def load_run(run: str | Path, results_dir: str | Path | None = None) -> RunData:
-    """Read ``run`` (a name under ``results_dir`` or a run folder); raises ``UserError`` if unknown."""
-    everything = read_records(run, results_dir)
+def load_run(run: str | Path, results_dir: str | Path | None = None,
+             warn: Callable[[str], None] | None = None) -> RunData:
+    """Read ``run`` (a name under ``results_dir`` or a run folder); raises ``UserError`` if unknown.
+
+    Record files that cannot be used are left out, each reported to ``warn`` (one line naming
+    the file) and listed in :attr:`RunData.skipped`.  The run's name is the name of its folder,
+    never ``run.json``'s ``run`` field: a received folder's manifest cannot choose where its
+    report is written.
+    """
+    skipped: list[str] = []
+
+    def bad(message: str) -> None:
+        skipped.append(message)
+        if warn is not None:
+            warn(message)
+
     manifest = read_manifest(run, results_dir)
+    everything = read_records(run, results_dir, on_bad=bad)
     folder = run_dir(run, results_dir)
     records = [r for r in everything if not _is_failed(r)]
     frame = pd.DataFrame([flatten(r) for r in records], columns=COLUMNS)
@@ -82,11 +99,12 @@ def load_run(run: str | Path, results_dir: str | Path | None = None) -> RunData:
     frame["seed"] = frame["seed"].astype("int64")
     store_root = folder.parent / "store"
     return RunData(
-        name=str(manifest.get("run") or folder.name),
+        name=folder.name,
         folder=folder,
         manifest=manifest,
         records=records,
         failures=_failures(manifest, [r for r in everything if _is_failed(r)]),
         frame=frame,
         store=ArtifactStore(store_root) if store_root.is_dir() else None,
+        skipped=skipped,
     )

@@ -1,7 +1,8 @@
 """The report's exports: LaTeX (booktabs, laid out as the papers' tables), Markdown, JSON and CSV.
 
 Every string that comes from records or plugins is escaped for its format: LaTeX special
-characters, Markdown/HTML metacharacters; JSON and CSV quoting is left to their writers.
+characters, Markdown/HTML metacharacters; JSON and CSV quoting is left to their writers, and
+CSV text cells that a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``) start with ``'``.
 LaTeX and Markdown show our numbers (mean ± std over seeds, best in bold); the JSON export also
 carries the papers' numbers and the differences; the CSV is tidy, one row per cell and seed.
 """
@@ -48,7 +49,23 @@ def to_csv(report: Report) -> str:
               for f in report.run.failures]
     if failed:
         out = pd.concat([out, pd.DataFrame(failed)], ignore_index=True)[out.columns]
+    for column in out.columns:
+        if not pd.api.types.is_numeric_dtype(out[column]):
+            out[column] = out[column].map(csv_text)
     return out.to_csv(index=False, lineterminator="\n")
+
+
+#: first characters that make a spreadsheet read a cell as a formula (or, for tab and CR, hide it)
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_text(value: Any) -> Any:
+    """A CSV cell that no spreadsheet runs as a formula: a string starting with one of
+    :data:`FORMULA_STARTS` gets a leading ``'`` (shown as text).  Numbers, negative ones
+    included, are left as they are."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 # --- LaTeX ----------------------------------------------------------------------------------------

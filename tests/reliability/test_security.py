@@ -11,6 +11,7 @@ records (tests/test_report.py::test_data_strings_are_escaped).
 from __future__ import annotations
 
 import ast
+import json
 import os
 import pickle
 from pathlib import Path
@@ -127,20 +128,23 @@ def test_plugin_strings_from_a_real_run_are_escaped_in_the_report(tmp_path: Path
     registries.attacks.register("xss-probe", Probe, distribution=EVIL_DIST, version=EVIL_VERSION)
     registries.attacks.register("xss-crash", Crashes, distribution=EVIL_DIST, version=EVIL_VERSION)
     try:
-        result = invoke("run", *FAST, "--set", "attacks=[xss-probe,xss-crash]", "--run", EVIL_RUN,
+        result = invoke("run", *FAST, "--set", "attacks=[xss-probe,xss-crash]", "--run", "xss",
                         "--results-dir", str(tmp_path), "--quiet", "--no-report")
     finally:
         registries.attacks.unregister("xss-probe")
         registries.attacks.unregister("xss-crash")
     assert result.exit_code == 1, result.output  # the crashing attack's cell failed, the others are done
-    page = render_html(EVIL_RUN, results_dir=tmp_path)
+    # a run name is a name (test_hostile_names.py), but a received run.json may claim any
+    manifest = json.loads((tmp_path / "xss" / "run.json").read_text())
+    (tmp_path / "xss" / "run.json").write_text(json.dumps({**manifest, "run": EVIL_RUN, "command": EVIL_RUN}))
+    page = render_html("xss", results_dir=tmp_path)
     # the page's own markup (its script, thumbnails) is fine; none of these may appear raw
     for hostile in (EVIL_DIST, EVIL_VERSION, EVIL_ERROR, EVIL_RUN, "<img src=x", "alert('"):
         assert hostile not in page, page[page.find(hostile) - 200:page.find(hostile) + 200]
     assert "&lt;script&gt;alert(&#39;dist&#39;)&lt;/script&gt;" in page  # the probe's provenance
     assert "&lt;img src=x onerror=alert(&#39;version&#39;)&gt;" in page
     assert "&lt;script&gt;alert(&#39;error&#39;)&lt;/script&gt;" in page  # the failed cell's error
-    assert "&lt;img src=x onerror=alert(&#39;run&#39;)&gt;" in page  # the run name
+    assert "&lt;img src=x onerror=alert(&#39;run&#39;)&gt;" in page  # the manifest's command
 
 
 # -- list-file paths -------------------------------------------------------------------------------
