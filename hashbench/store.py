@@ -1,9 +1,11 @@
 """Content-addressed artifact store: safetensors + JSON, atomic writes, verified reads.
 
 An artifact is a folder ``<root>/<stage>/<key[:2]>/<key>/`` with ``tensors.safetensors``,
-``meta.json`` and ``manifest.json`` (format version and the sha256 of both files).  It is
-written into a temporary sibling folder, fsynced, then renamed into place, so a reader sees
-either nothing or a complete artifact.  Reads verify the checksums; nothing is unpickled.
+``meta.json`` and ``manifest.json`` (format version, the stage kind and key, the names of the
+tensors and the sha256 of both files).  It is written into a temporary sibling folder,
+fsynced, then renamed into place, so a reader sees either nothing or a complete artifact.
+Reads verify the checksums, the declared kind and key, and the tensor names (an artifact whose
+tensors were swapped for another's, checksum rewritten, is corrupt); nothing is unpickled.
 
 Processes that share a store (the workers of one run, or two runs on one results folder)
 coordinate through one lock file per artifact (``<root>/locks/``, via ``filelock``): whoever
@@ -17,6 +19,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -26,6 +29,7 @@ from typing import Any, Callable
 
 import torch
 from filelock import FileLock
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .errors import ArtifactError, HashbenchError
@@ -69,14 +73,61 @@ class StoreWriteError(HashbenchError):
     """
 
 
-def write_failure(what: str, exc: OSError) -> StoreWriteError:
-    """A :class:`StoreWriteError` saying that writing ``what`` failed, and why (``disk full`` for ENOSPC)."""
-    reason = f"disk full ({exc})" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else str(exc)
+def write_failure(what: str, exc: OSError, *, needed: int | None = None, where: Path | None = None) -> StoreWriteError:
+    """A :class:`StoreWriteError` saying that writing ``what`` failed, and why (``disk full`` for ENOSPC).
+
+    With ``needed`` (bytes) and ``where`` (the folder written to), a full disk's message also says
+    how much space the write needs and how much is free there.
+    """
+    full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    reason = f"disk full ({exc})" if full else str(exc)
+    if full and needed is not None and where is not None:
+        reason += f"; writing {where} needs {format_bytes(needed)}, {format_bytes(free_bytes(where))} free there"
     return StoreWriteError(f"cannot write {what}: {reason}; free space and run again (finished stages are kept)")
 
 
-def _read_manifest(folder: Path) -> dict[str, Any]:
-    """The manifest of ``folder``; CorruptArtifact if unreadable, NewerFormat if from a newer hashbench."""
+def format_bytes(n: int | None) -> str:
+    """``n`` bytes for people: ``512 B``, ``3.4 KiB``, ``1.2 GiB``; ``unknown`` for None."""
+    if n is None:
+        return "unknown"
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def free_bytes(path: Path) -> int | None:
+    """Free bytes on the filesystem of ``path`` (or of its nearest existing parent); None if unknown."""
+    for folder in (path, *path.parents):
+        try:
+            return shutil.disk_usage(folder).free
+        except OSError:
+            continue
+    return None
+
+
+def stored_bytes(artifact: Artifact) -> int:
+    """About what ``artifact`` takes on disk: its tensors' bytes and its metadata."""
+    tensors = sum(t.numel() * t.element_size() for t in artifact.tensors.values())
+    return tensors + len(canonical_json(artifact.meta)) + 1024 * (1 + len(artifact.tensors))  # headers, manifest
+
+
+#: how safetensors reports the operating system's error: "... (os error 28)" or "Os { code: 28, ..."
+_OS_ERROR = re.compile(r"os error (\d+)|code: (\d+)")
+
+
+def _os_error(exc: SafetensorError, path: Path) -> OSError | None:
+    """The :class:`OSError` behind a safetensors write error (disk full, quota, ...), or None."""
+    match = _OS_ERROR.search(str(exc))
+    if match is None:
+        return None
+    code = int(match.group(1) or match.group(2))
+    return OSError(code, os.strerror(code), str(path))
+
+
+def _read_manifest(folder: Path, stage: str | None = None, key: str | None = None) -> dict[str, Any]:
+    """The manifest of ``folder``; CorruptArtifact if unreadable or (given ``stage`` and ``key``) if it
+    declares another stage kind or key, NewerFormat if from a newer hashbench."""
     try:
         manifest = json.loads((folder / _MANIFEST).read_text())
     except (OSError, ValueError) as exc:
@@ -89,6 +140,10 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
             f"{folder} was written by a newer hashbench (artifact format {manifest['format']}, this one reads "
             f"{FORMAT_VERSION}); upgrade hashbench or use another results folder"
         )
+    for field_, expected in (("stage", stage), ("key", key)):
+        if expected is not None and manifest.get(field_) != expected:
+            raise CorruptArtifact(f"{folder}: the manifest declares {field_} {str(manifest.get(field_))[:80]!r}, "
+                                  f"expected {expected!r} (an artifact moved or copied from elsewhere)")
     return manifest
 
 
@@ -144,7 +199,7 @@ class ArtifactStore:
     def load_meta(self, stage: str, key: str) -> dict[str, Any]:
         """Only the artifact's metadata, checksum-verified (cheap: tensors are not read)."""
         folder = self.path(stage, key)
-        manifest = _read_manifest(folder)
+        manifest = _read_manifest(folder, stage, key)
         try:
             digest = manifest["sha256"][_META]
             data = (folder / _META).read_bytes()
@@ -163,7 +218,7 @@ class ArtifactStore:
     def load(self, stage: str, key: str) -> Artifact:
         """Read and verify an artifact; raises CorruptArtifact or NewerFormat."""
         folder = self.path(stage, key)
-        manifest = _read_manifest(folder)
+        manifest = _read_manifest(folder, stage, key)
         digests = manifest.get("sha256")
         needed = {_META} | ({_TENSORS} if (folder / _TENSORS).exists() else set())
         # every file that will be read has a checksum, and nothing else is listed
@@ -179,6 +234,11 @@ class ArtifactStore:
             meta = json.loads((folder / _META).read_text())
         except Exception as exc:
             raise CorruptArtifact(f"{folder}: cannot decode ({exc})") from None
+        declared = manifest.get("tensors")  # absent in artifacts written before hashbench recorded it
+        if declared is not None and declared != sorted(tensors):
+            shown = ", ".join(sorted(tensors)[:6]) + (", …" if len(tensors) > 6 else "")
+            raise CorruptArtifact(f"{folder / _TENSORS}: holds tensors [{shown}], not the {stage} stage's that "
+                                  "its manifest declares (swapped for another artifact's)")
         return Artifact(tensors, meta)
 
     def load_verified(self, stage: str, key: str) -> Artifact | None:
@@ -201,11 +261,17 @@ class ArtifactStore:
             files = {}
             if artifact.tensors:
                 tensors = {k: v.detach().cpu().contiguous() for k, v in artifact.tensors.items()}
-                save_file(tensors, str(tmp / _TENSORS))
+                try:
+                    save_file(tensors, str(tmp / _TENSORS))
+                except SafetensorError as exc:  # its I/O errors (a full disk) are OSErrors like the others
+                    error = _os_error(exc, tmp / _TENSORS)
+                    if error is None:
+                        raise
+                    raise error from exc
                 files[_TENSORS] = tmp / _TENSORS
             (tmp / _META).write_text(canonical_json(artifact.meta))
             files[_META] = tmp / _META
-            manifest = {"format": FORMAT_VERSION, "stage": stage, "key": key,
+            manifest = {"format": FORMAT_VERSION, "stage": stage, "key": key, "tensors": sorted(artifact.tensors),
                         "sha256": {name: _sha256(p) for name, p in files.items()}}
             (tmp / _MANIFEST).write_text(canonical_json(manifest))
             for p in list(files.values()) + [tmp / _MANIFEST]:

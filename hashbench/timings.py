@@ -10,9 +10,11 @@ do not interleave them.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import time
+import warnings
 from typing import Any
 
 import torch
@@ -24,7 +26,7 @@ _FILE = "timings.jsonl"
 
 
 def stage_plugin(stage: Stage) -> str:
-    for part in ("attack", "defense", "method", "dataset"):
+    for part in ("attack", "defense", "method", "backbone", "dataset"):
         value = stage.spec.get(part)
         if isinstance(value, dict) and "name" in value:
             return value["name"]
@@ -60,17 +62,46 @@ def record_timing(store: ArtifactStore, stage: Stage, wall_s: float, device: tor
             os.fsync(f.fileno())
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _well_formed(row: Any) -> bool:
+    """A timing row as :func:`record_timing` writes it, as far as the estimates read it."""
+    return (isinstance(row, dict) and isinstance(row.get("kind"), str) and _number(row.get("wall_s"))
+            and isinstance(row.get("plugin", ""), str)
+            and all(row.get(k) is None or isinstance(row[k], str) for k in ("device", "device_label"))
+            and (row.get("flops") is None or _number(row["flops"])))
+
+
 def read_timings(store: ArtifactStore) -> list[dict[str, Any]]:
-    """Every well-formed line (a line torn by a killed process is skipped)."""
+    """Every well-formed line, for ``plan`` and ``run`` alike.
+
+    A line torn by a killed process is skipped silently (it is expected); lines that are not
+    UTF-8 JSON objects with a wall time and a kind (a damaged or overwritten file) are skipped
+    with one warning that counts them.  The file is read line by line, so a huge one does not
+    have to fit in memory as text.
+    """
     path = store.root / _FILE
     if not path.exists():
         return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-            float(row["wall_s"]), row["kind"]
-        except (ValueError, KeyError, TypeError):
-            continue
-        rows.append(row)
+    rows: list[dict[str, Any]] = []
+    bad = torn = 0
+    with open(path, "rb") as f:
+        for raw in f:
+            try:
+                row = json.loads(raw.decode("utf-8"))
+            except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+                row = None
+            if not _well_formed(row):
+                # only the last line can lack its newline: one a killed process left half-written,
+                # which is expected and not worth a warning
+                torn = 0 if raw.endswith(b"\n") else 1
+                bad += 1
+                continue
+            rows.append(row)
+    bad -= torn
+    if bad:
+        warnings.warn(f"{path}: skipped {bad} damaged line{'s' if bad != 1 else ''} (not UTF-8 JSON timing rows); "
+                      "estimates use the other lines", stacklevel=2)
     return rows

@@ -36,7 +36,7 @@ from ..errors import HashbenchError, UserError
 from ..plan import Stage
 from ..progress import Reporter
 from ..stages import EXECUTORS, StageContext
-from ..store import Artifact, ArtifactStore, write_failure
+from ..store import Artifact, ArtifactStore, stored_bytes, write_failure
 from ..timings import record_timing
 from .cache import ArtifactCache
 
@@ -207,7 +207,8 @@ class StageWorker:
         try:
             self.store.save(stage.kind, stage.key, art)
         except OSError as exc:
-            raise write_failure(f"the artifact of the {stage.kind} stage ({stage.label})", exc) from exc
+            raise write_failure(f"the artifact of the {stage.kind} stage ({stage.label})", exc, needed=stored_bytes(art),
+                                where=self.store.path(stage.kind, stage.key)) from exc
         if stage.kind not in _SINKS:
             self.cache.put(stage.key, art)
         try:

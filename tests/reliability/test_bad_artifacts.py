@@ -21,6 +21,7 @@ import pytest
 
 from hashbench.results import read_records
 from hashbench.store import ArtifactStore, CorruptArtifact, NewerFormat
+from hashbench.timings import read_timings
 
 from .conftest import FAST, invoke
 
@@ -188,3 +189,59 @@ def test_a_cached_evaluation_from_a_newer_hashbench_is_not_overwritten(results: 
     assert result.exit_code != 0
     assert "newer hashbench" in result.output
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == files
+
+
+# -- issue 23 -----------------------------------------------------------------------------------
+
+def _swap_tensors(encode: Path, attack: Path) -> None:
+    """The encode artifact's tensors replaced by the attack's, the checksum rewritten to match."""
+    shutil.copyfile(attack / "tensors.safetensors", encode / "tensors.safetensors")
+    _fix_checksum(encode, "tensors.safetensors")
+
+
+def _copy_whole_artifact(encode: Path, attack: Path) -> None:
+    """The encode artifact's files replaced by the attack's: a self-consistent artifact, of another stage."""
+    for name in ("tensors.safetensors", "meta.json", "manifest.json"):
+        shutil.copyfile(attack / name, encode / name)
+
+
+@pytest.mark.parametrize(("swap", "reason"), [(_swap_tensors, "not the encode stage's that its manifest declares"),
+                                              (_copy_whole_artifact, "the manifest declares stage 'attack'")],
+                         ids=["tensors-swapped", "whole-artifact-of-another-stage"])
+def test_an_artifact_holding_another_stages_tensors_is_recomputed(results: Path, swap, reason: str) -> None:
+    """It used to pass its (rewritten) checksum and fail the cell with ``KeyError: 'database'``."""
+    encode, attack = artifact(results, "encode"), artifact(results, "attack")
+    original = json.loads((encode / "manifest.json").read_text())["sha256"]["tensors.safetensors"]
+    before = records(results)
+    swap(encode, attack)
+    with pytest.raises(CorruptArtifact, match="expected 'encode'|swapped for another artifact's"):
+        ArtifactStore(results / "store").load("encode", encode.name)
+    result, caught, manifest = rerun(results, *RETUNE)
+    assert result.exit_code == 0, result.output
+    assert any(reason in m and "recomputing the encode stage" in m and str(encode) in m for m in caught), caught
+    assert manifest["stages"]["executed_by_kind"] == {"encode": 1, "attack": 1, "evaluate": 1}
+    assert json.loads((encode / "manifest.json").read_text())["sha256"]["tensors.safetensors"] == original
+    clean = "shapes-tiny-dpsh-smallcnn-16-none-clean-s0"
+    assert records(results)[clean]["metrics"] == before[clean]["metrics"]
+    assert all(r["status"] == "ok" for r in records(results).values())
+
+
+def test_random_bytes_in_the_timings_file_are_skipped_by_plan_and_run(results: Path) -> None:
+    """100 MB of random bytes in store/timings.jsonl: ``plan`` used to crash (UnicodeDecodeError).
+    Both read it through one function, which skips the damaged lines with one warning."""
+    timings = results / "store" / "timings.jsonl"
+    good = timings.read_bytes()
+    timings.write_bytes(good + os.urandom(100 * 2**20) + b"\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        planned = invoke("plan", *FAST, "--results-dir", str(results))
+    assert planned.exit_code == 0, planned.output
+    damaged = [str(w.message) for w in caught if "damaged line" in str(w.message)]
+    assert len(damaged) == 1 and str(timings) in damaged[0], damaged
+    result, caught, manifest = rerun(results, *RETUNE)
+    assert result.exit_code == 0, result.output
+    assert manifest["stages"]["executed_by_kind"] == {"attack": 1, "evaluate": 1}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rows = read_timings(ArtifactStore(results / "store"))
+    assert len(rows) == good.count(b"\n") + 2  # the good lines, and the two stages just run

@@ -9,6 +9,7 @@ import os
 import random
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -189,6 +190,59 @@ def test_disk_full_while_storing_a_stage(tmp_path, monkeypatch):
     keys = [t["key"] for t in stored_timings(results)]
     assert len(keys) == len(set(keys))  # what was stored before the failure was not recomputed
     assert set(kept) < set(stored_artifacts(results))
+
+
+def test_disk_full_inside_safetensors_is_one_line_with_the_space_needed(tmp_path, monkeypatch):
+    """safetensors reports a full disk as its own ``SafetensorError``, which used to escape as a
+    traceback.  Now: one line naming the artifact's path and the space it needs; nothing torn."""
+    from safetensors import SafetensorError
+
+    import hashbench.store as store_module
+
+    results = tmp_path / "results"
+    real_save_file = store_module.save_file
+
+    def full_disk(tensors, filename, *args, **kwargs):
+        if f"{os.sep}attack{os.sep}" in filename:
+            with open(filename, "wb") as f:  # part of the file reached the disk
+                f.write(b"\0" * 100)
+            # what safetensors 0.4+ raises when the disk fills up (its message, verbatim)
+            raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+        return real_save_file(tensors, filename, *args, **kwargs)
+
+    monkeypatch.setattr(store_module, "save_file", full_disk)
+    result = invoke("run", *_cli_set(NO_DEFENSE), "--device", "cpu", "--quiet", "--no-report",
+                    "--results-dir", str(results))
+    assert result.exit_code == 1, (result.output, result.exception)
+    assert "Traceback" not in result.output and "SafetensorError" not in result.output, result.output
+    line = " ".join(result.output.split("hashbench: failed: ", 1)[1].split())  # the one line, unwrapped
+    assert line.startswith("cannot write the artifact of the attack stage (attack center"), line
+    assert "disk full ([Errno 28] No space left on device" in line, line
+    attack_dir = results.resolve() / "store" / "attack"
+    assert f"writing {attack_dir}{os.sep}" in line and " needs " in line and " free there; free space and run again" in line
+    assert not partials(results)  # nothing torn
+    assert "attack" not in stored_artifacts(results).values()
+    assert json.loads((results / "smoke" / "run.json").read_text())["status"] == "aborted"
+
+
+def test_a_real_write_error_of_safetensors_becomes_an_os_error(tmp_path):
+    """A genuine safetensors I/O failure (a file-size limit standing in for a full disk, in a child
+    process): ``save`` raises the OSError with its errno, and leaves nothing behind."""
+    code = f"""
+import errno, resource, signal, torch
+from hashbench.store import Artifact, ArtifactStore
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, resource.RLIM_INFINITY))
+try:
+    ArtifactStore({str(tmp_path)!r}).save("encode", "ab" * 32, Artifact({{"x": torch.zeros(100_000)}}, {{}}))
+except OSError as exc:
+    print(errno.errorcode[exc.errno], exc.filename)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    name, filename = done.stdout.split()
+    assert name == "EFBIG" and filename.endswith("tensors.safetensors")
+    assert [p.name for p in tmp_path.rglob("*")] == ["encode", "ab"]  # no temporary folder or file left
 
 
 def test_disk_full_while_writing_a_record(config, tmp_path, monkeypatch):
