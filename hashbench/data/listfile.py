@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import posixpath
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -29,6 +30,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from ..errors import ConfigError, DataError
 from ..params import Params, params_dict
 from .base import HashDataset, PredefinedSplit
+from .images import open_image, to_tensor
 
 FORMAT_VERSION = "listfile-v1"
 SPLITS: tuple[str, ...] = ("train", "query", "database")
@@ -120,7 +122,7 @@ class ListFile(HashDataset):
         self._items, split_lists = self._merge(rows)
         self._check_disjoint(rows, split_lists)
         self._split = PredefinedSplit(**{s: np.asarray(split_lists[s], dtype=np.int64) for s in SPLITS})
-        self._check_images_exist()
+        self._check_same_files(rows, split_lists, self._check_images_exist())
         width = self._width or 0
         self._labels = np.frombuffer(b"".join(r.labels for r in self._items), dtype=np.uint8).reshape(-1, width).copy()
 
@@ -333,19 +335,43 @@ class ListFile(HashDataset):
 
     @staticmethod
     def _check_disjoint(rows: dict[str, list[_Row]], splits: dict[str, list[int]]) -> None:
-        database = set(splits["database"])
-        clashes = [row for row, j in zip(rows["query"], splits["query"], strict=True) if j in database]
-        if clashes:
-            first = clashes[0]
-            other = next(r for r in rows["database"] if r.path == first.path)
-            raise DataError(
-                f"{first.file}:{first.line}: query image {first.path!r} is also in the database list at "
-                f"{other.file}:{other.line} ({len(clashes)} queries are); queries and database must be disjoint"
-            )
+        """Queries must be unseen: none may be listed in the database or the train list."""
+        for other in ("database", "train"):
+            members = set(splits[other])
+            clashes = [row for row, j in zip(rows["query"], splits["query"], strict=True) if j in members]
+            if clashes:
+                first = clashes[0]
+                where = next(r for r in rows[other] if r.path == first.path)
+                raise DataError(
+                    f"{first.file}:{first.line}: query image {first.path!r} is also in the {other} list at "
+                    f"{where.file}:{where.line} ({len(clashes)} queries are); queries must be unseen: "
+                    f"the query and {other} lists must be disjoint"
+                )
 
-    def _check_images_exist(self) -> None:
+    def _check_images_exist(self) -> list[tuple[int, int] | str]:
+        """Every listed image is a regular file (after symbolic links); each item's identity.
+
+        The identity is ``(st_dev, st_ino)``, or the resolved path where the filesystem reports
+        no inode numbers.  A named pipe, a device or a socket is refused here, at plan time: reading
+        one as an image would block or never end.
+        """
         root = str(self._root)
-        missing = [r for r in self._items if not os.path.exists(os.path.join(root, r.path))]
+        missing: list[_Row] = []
+        identities: list[tuple[int, int] | str] = []
+        for row in self._items:
+            full = os.path.join(root, row.path)
+            try:
+                info = os.stat(full)
+            except (OSError, ValueError):  # ValueError: a NUL byte in the path
+                missing.append(row)
+                identities.append(full)
+                continue
+            if not stat.S_ISREG(info.st_mode):
+                raise DataError(
+                    f"{row.file}:{row.line}: image {full} is {_file_kind(info.st_mode)}, not a regular file; "
+                    "list image files only"
+                )
+            identities.append((info.st_dev, info.st_ino) if info.st_ino else os.path.realpath(full))
         if missing:
             first = missing[0]
             shown = ", ".join(r.path for r in missing[:_MISSING_SHOWN]) + (
@@ -355,14 +381,38 @@ class ListFile(HashDataset):
                 f"{first.file}:{first.line}: image {os.path.join(root, first.path)} does not exist "
                 f"({len(missing)} of {len(self._items)} listed images are missing: {shown}); check 'root'"
             )
+        return identities
+
+    def _check_same_files(self, rows: dict[str, list[_Row]], splits: dict[str, list[int]],
+                          identities: list[tuple[int, int] | str]) -> None:
+        """The same file under two paths (a symbolic link, a linked folder, a hard link): listed
+        twice in one list, or a query that is a database or train image, is refused."""
+        first_of: dict[str, dict[tuple[int, int] | str, _Row]] = {}
+        for split in SPLITS:
+            seen = first_of[split] = {}
+            for row, j in zip(rows[split], splits[split], strict=True):
+                earlier = seen.setdefault(identities[j], row)
+                if earlier is not row:
+                    raise DataError(
+                        f"{row.file}:{row.line}: image {row.path!r} is the same file as {earlier.path!r} "
+                        f"at line {earlier.line} (a link); an image may be listed once per list"
+                    )
+        for other in ("database", "train"):
+            for row, j in zip(rows["query"], splits["query"], strict=True):
+                twin = first_of[other].get(identities[j])
+                if twin is not None:
+                    raise DataError(
+                        f"{row.file}:{row.line}: query image {row.path!r} is the same file as {other} image "
+                        f"{twin.path!r} at {twin.file}:{twin.line} (a link); queries must be unseen: "
+                        f"the query and {other} lists must be disjoint"
+                    )
 
     # -- loading images -----------------------------------------------------------------
     def _load(self, i: int, augment: bool, generator: torch.Generator | None) -> torch.Tensor:
         row = self._items[i]
         full = os.path.join(str(self._root), row.path)
         try:
-            with Image.open(full) as opened:
-                img = opened.convert("RGB")
+            img = open_image(full)  # RGB, or F for grey deeper than 8 bits; refuses unknown modes by name
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
             raise DataError(
                 f"{full} (listed at {row.file}:{row.line}): cannot read the image ({exc}); "
@@ -379,7 +429,7 @@ class ListFile(HashDataset):
         img = img.crop((left, top, left + s, top + s))
         if augment and float(torch.rand(1, generator=generator)) < 0.5:
             img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        return torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1).to(torch.float32).div_(255.0)
+        return to_tensor(img)
 
 
 def _resize_shorter(img: Image.Image, size: int) -> Image.Image:
@@ -402,6 +452,15 @@ def _parse_label_value(token: str, file: Path, line: int, column: int) -> int:
     if value not in (0.0, 1.0):
         raise DataError(f"{file}:{line}: label value {token!r} in column {column} is not 0 or 1")
     return int(value)
+
+
+def _file_kind(mode: int) -> str:
+    """What a non-regular file is, for messages."""
+    for test, kind in ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return kind
+    return "not a regular file"
 
 
 def _strip_trailing_blank(lines: list[str]) -> list[str]:

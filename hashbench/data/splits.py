@@ -26,7 +26,7 @@ class Split:
     """Item indices of one split and one target label per query (for targeted attacks).
 
     ``train``, ``query`` and ``database`` are sorted int64 item indices; ``query`` is disjoint from
-    ``database``.  A drawn split has ``train`` ⊂ ``database``; a dataset's predefined split keeps
+    ``database`` and from ``train``.  A drawn split has ``train`` ⊂ ``database``; a dataset's predefined split keeps
     its own train list, which some protocols keep disjoint from the database.
     ``target_labels`` is (len(query), C) uint8, row ``i`` the target of ``query[i]``.
     """
@@ -112,10 +112,13 @@ def make_split(
                 raise DataError(f"dataset '{name}': its predefined {key} split is empty")
             if arr[0] < 0 or arr[-1] >= n:
                 raise DataError(f"dataset '{name}': its predefined {key} split has indices outside [0, {n})")
-        if np.intersect1d(query, database).size:
-            raise DataError(
-                f"dataset '{name}': its predefined query and database splits overlap; they must be disjoint"
-            )
+        for other, arr in (("database", database), ("train", train)):
+            shared = np.intersect1d(query, arr)
+            if shared.size:
+                raise DataError(
+                    f"dataset '{name}': its predefined query and {other} splits share {shared.size} items (item "
+                    f"{int(shared[0])} first); queries must be unseen, so the two must be disjoint"
+                )
     else:
         train, query, database = _draw_split(n, num_query, num_train, num_database, split_rng)
     targets, _ = select_target_labels(labels[query], labels[database], target_rng)

@@ -10,12 +10,16 @@ and a few files the unit tests do not try.
 from __future__ import annotations
 
 import json
+import os
+import socket
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
+from hashbench.data.images import MODES
 from hashbench.data.listfile import ListFile, UnlabeledItemsWarning
+from hashbench.data.splits import make_split
 from hashbench.errors import DataError
 from hashbench.results import read_records
 
@@ -26,6 +30,22 @@ def _replace_line(file: Path, line: int, text: str) -> None:
     lines = file.read_text().splitlines()
     lines[line - 1] = text
     file.write_text("\n".join(lines) + "\n")
+
+
+def _drop_line(file: Path, line: int) -> None:
+    lines = file.read_text().splitlines()
+    del lines[line - 1]
+    file.write_text("\n".join(lines) + "\n")
+
+
+_SOCKETS: list[socket.socket] = []
+
+
+def _bind_socket(path: Path) -> None:
+    """A Unix socket at ``path`` (kept open until the test session ends)."""
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(path))
+    _SOCKETS.append(sock)
 
 
 # (case id, change to the dataset folder, substrings of the message)
@@ -48,6 +68,24 @@ FILE_FAULTS: list[tuple[str, Callable[[Path], None], tuple[str, ...]]] = [
     ("missing-list-file", lambda r: (r / "database.txt").unlink(), ("list files not found", "database.txt")),
     ("query-in-database", lambda r: _replace_line(r / "test.txt", 1, "img/3.png 1 1 0"),
      ("test.txt:1: query image 'img/3.png' is also in the database list at", "database.txt:4")),
+    # issue 23: queries must be unseen, and the same file under another path is the same image
+    ("query-in-train", lambda r: (_drop_line(r / "database.txt", 4), _replace_line(r / "test.txt", 1, "img/3.png 1 1 0")),
+     ("test.txt:1: query image 'img/3.png' is also in the train list at", "train.txt:4", "queries must be unseen")),
+    ("query-via-linked-folder", lambda r: ((r / "alias").symlink_to(r / "img"),
+                                           _replace_line(r / "test.txt", 1, "alias/3.png 1 1 0")),
+     ("test.txt:1: query image 'alias/3.png' is the same file as database image 'img/3.png' at", "database.txt:4")),
+    ("query-hard-link", lambda r: (os.link(r / "img/3.png", r / "img/q.png"),
+                                   _replace_line(r / "test.txt", 2, "img/q.png 1 1 0")),
+     ("test.txt:2: query image 'img/q.png' is the same file as database image 'img/3.png' at", "database.txt:4")),
+    ("same-file-twice-in-a-list", lambda r: ((r / "alias").symlink_to(r / "img"),
+                                             _replace_line(r / "database.txt", 16, "alias/0.png 1 0 0")),
+     ("database.txt:16: image 'alias/0.png' is the same file as 'img/0.png' at line 1",)),
+    ("device-image", lambda r: ((r / "img/5.png").unlink(), (r / "img/5.png").symlink_to("/dev/null")),
+     ("train.txt:6: image", "5.png is a character device, not a regular file")),
+    ("socket-image", lambda r: ((r / "img/18.png").unlink(), _bind_socket(r / "img/18.png")),
+     ("test.txt:3: image", "18.png is a socket, not a regular file")),
+    ("folder-image", lambda r: ((r / "img/18.png").unlink(), (r / "img/18.png").mkdir()),
+     ("test.txt:3: image", "18.png is a folder, not a regular file")),
 ]
 
 
@@ -136,9 +174,8 @@ def _open(root: Path) -> ListFile:
     [
         (lambda p: p.write_bytes(p.read_bytes()[:200]), "image file is truncated"),
         (lambda p: p.write_bytes(b""), "cannot identify image file"),
-        (lambda p: (p.unlink(), p.mkdir()), "Is a directory"),
     ],
-    ids=["truncated", "zero-bytes", "directory"],
+    ids=["truncated", "zero-bytes"],
 )
 def test_damaged_images_name_the_image_and_its_list_line(tmp_path: Path, damage, reason: str) -> None:
     root = write_list_dataset(tmp_path)
@@ -149,6 +186,17 @@ def test_damaged_images_name_the_image_and_its_list_line(tmp_path: Path, damage,
     message = str(err.value)
     assert "img/18.png" in message and "test.txt:3" in message and reason in message
     assert "replace the file or remove it from the list" in message
+
+
+def test_a_named_pipe_listed_as_an_image_is_refused_when_the_lists_are_checked(tmp_path: Path) -> None:
+    """Reading a FIFO as an image would block for ever (the run hung); it fails at plan time.
+    (Through ``hashbench run`` the same error is the one line of exit code 2, as for the device,
+    socket and folder cases of test_bad_list_files_fail_the_run_before_any_work.)"""
+    root = write_list_dataset(tmp_path)
+    (root / "img/17.png").unlink()
+    os.mkfifo(root / "img/17.png")
+    with pytest.raises(DataError, match=r"test.txt:2: image .*img/17.png is a named pipe \(FIFO\), not a regular file"):
+        _open(root)
 
 
 def test_nul_byte_in_a_path(tmp_path: Path) -> None:
@@ -169,3 +217,143 @@ def test_unlabeled_rows_in_the_pair_format_name_the_label_file(tmp_path: Path) -
     with pytest.warns(UnlabeledItemsWarning, match=r"test_label.txt: 1 of 4 label rows are all zero"):
         data = _open(root)
     assert data.unlabeled_counts["query"] == 1
+
+
+def test_queries_seen_in_training_are_refused_in_a_predefined_split() -> None:
+    """Any dataset plugin's own split, not only list files: a query may not be a training item."""
+    import numpy as np
+
+    from hashbench.data.base import HashDataset, PredefinedSplit
+
+    class Leaky(HashDataset):
+        name = "leaky"
+        labels = np.eye(3, dtype=np.uint8)[np.arange(12) % 3]
+
+        def predefined_split(self) -> PredefinedSplit:
+            return PredefinedSplit(train=np.arange(0, 6), query=np.array([5, 10]), database=np.arange(6, 10))
+
+    with pytest.raises(DataError, match=r"predefined query and train splits share 1 items .*queries must be unseen"):
+        make_split(Leaky(), num_query=2, num_train=6, seed=0)
+
+
+# -- image modes (issue 23): one reader, an explicit table of modes -----------------------------
+
+#: grey levels of a 4×32 test image, one per row block: the darkest, two in between, the brightest
+GREY = [0.0, 0.25, 0.6, 1.0]
+
+
+def _grey(rows: int = 32) -> np.ndarray:
+    import numpy as np
+
+    return np.repeat(np.array(GREY, dtype=np.float64), rows // len(GREY))[:, None].repeat(32, axis=1)
+
+
+def _image_of_mode(mode: str):
+    """A 32×32 image of ``mode`` whose true intensities are known, and those intensities (H×W in [0, 1],
+    or H×W×3 for colour modes), or None where PIL's own 8-bit conversion defines them."""
+    import numpy as np
+    from PIL import Image
+
+    grey = _grey()
+    if mode in ("I;16", "I;16B"):
+        values = np.round(grey * 65535).astype(np.uint16)
+        img = Image.fromarray(values).convert(mode) if mode != "I;16" else Image.fromarray(values)
+        if mode == "I;16B":
+            img = Image.frombytes("I;16B", (32, 32), values.astype(">u2").tobytes())
+        return img, values / 65535
+    if mode == "I":
+        values = np.round(grey * 65535).astype(np.int32)
+        return Image.fromarray(values, mode="I"), values / 65535
+    if mode == "F":
+        values = grey.astype(np.float32)
+        return Image.fromarray(values, mode="F"), values
+    rgb = (np.stack([grey, 1 - grey, grey / 2], axis=-1) * 255).round().astype(np.uint8)
+    return Image.fromarray(rgb).convert(mode), None
+
+
+#: every accepted mode that an image file opens as (PIL makes RGBa, RGBX, I;16L and I;16N in memory only)
+FILE_MODES = [m for m in MODES if m not in ("RGBa", "RGBX", "I;16N", "I;16L")]
+
+
+@pytest.mark.parametrize("mode", FILE_MODES)
+def test_each_accepted_mode_becomes_rgb_in_0_1(tmp_path: Path, mode: str) -> None:
+    """16-bit grey is divided by 65535 (it used to become 99% white); 8-bit modes are what PIL's
+    RGB conversion makes of them, / 255."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    root = write_list_dataset(tmp_path)
+    img, truth = _image_of_mode(mode)
+    img.save(root / "img/18.tiff")
+    _replace_line(root / "test.txt", 3, "img/18.tiff 0 0 1")
+    assert Image.open(root / "img/18.tiff").mode == mode  # the file really holds this mode
+    data = _open(root)
+    x = data.images([data.paths.index("img/18.tiff")])[0]
+    assert x.shape == (3, 32, 32) and x.dtype == torch.float32 and 0 <= float(x.min()) <= float(x.max()) <= 1
+    if truth is None:
+        with Image.open(root / "img/18.tiff") as opened:
+            expected = torch.from_numpy(np.array(opened.convert("RGB"))).permute(2, 0, 1).float() / 255
+    else:
+        expected = torch.from_numpy(np.asarray(truth, dtype=np.float32))[None].expand(3, -1, -1)
+    assert torch.allclose(x, expected, atol=1e-6), (x[0, ::8, 0], expected[0, ::8, 0])
+
+
+def test_a_16_bit_png_keeps_its_grey_levels(tmp_path: Path) -> None:
+    """The reported file: a 16-bit greyscale PNG (PIL mode I;16), resized and cropped like any image."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    root = write_list_dataset(tmp_path)
+    values = np.round(_grey(64) * 65535).astype(np.uint16)
+    values = np.repeat(values[:, :1], 48, axis=1)  # 64 rows × 48 columns: resized to 42 × 32, then cropped
+    Image.fromarray(values).save(root / "img/18.png")
+    assert Image.open(root / "img/18.png").mode == "I;16"
+    data = _open(root)
+    x = data.images([data.paths.index("img/18.png")])[0]
+    assert x.shape == (3, 32, 32)
+    assert float((x > 0.99).float().mean()) < 0.3  # not 99% white
+    column = x[0, :, 16].numpy()  # the crop keeps part of each band: 0, 0.25, 0.6 and 1 (bilinear between)
+    assert column[0] == 0.0 and column[-1] == pytest.approx(1.0, abs=1e-6) and np.all(np.diff(column) >= 0)
+    for level in (0.25, 0.6):
+        assert np.any(np.abs(column - level) < 1e-4), (level, column)
+    assert torch.equal(x[0], x[1]) and torch.equal(x[0], x[2])  # grey: three equal channels
+
+
+@pytest.mark.parametrize(
+    ("make", "needles"),
+    [
+        (lambda: _pil().new("LAB", (32, 32)), ("image mode 'LAB' is not supported", "accepted: 1, L, P")),
+        (lambda: _pil().fromarray(_np().full((32, 32), 70000, dtype=_np().int32), mode="I"),
+         ("image mode 'I' (32-bit integer)", "values in [0, 65535]", "values from 70000 to 70000")),
+        (lambda: _pil().fromarray(_np().full((32, 32), 200.0, dtype=_np().float32), mode="F"),
+         ("image mode 'F' (32-bit float) must hold values in [0, 1]", "values from 200 to 200")),
+        (lambda: _pil().fromarray(_np().full((32, 32), _np().nan, dtype=_np().float32), mode="F"),
+         ("image mode 'F'", "NaN or infinite values")),
+    ],
+    ids=["LAB", "I-beyond-16-bit", "F-beyond-1", "F-nan"],
+)
+def test_other_modes_are_refused_by_name_with_the_image_and_its_line(tmp_path: Path, make, needles) -> None:
+    root = write_list_dataset(tmp_path)
+    make().save(root / "img/18.tiff")
+    _replace_line(root / "test.txt", 3, "img/18.tiff 0 0 1")
+    data = _open(root)
+    with pytest.raises(DataError) as err:
+        data.images([data.paths.index("img/18.tiff")])
+    message = str(err.value)
+    assert "img/18.tiff (listed at" in message and "test.txt:3" in message, message
+    for needle in needles:
+        assert needle in message, (needle, message)
+
+
+def _pil():
+    from PIL import Image
+
+    return Image
+
+
+def _np():
+    import numpy as np
+
+    return np
