@@ -37,6 +37,24 @@ def _user_errors(fn: Callable) -> Callable:
     return wrapper
 
 
+def _stops_on_signals(fn: Callable) -> Callable:
+    """SIGTERM and SIGHUP stop the command as Ctrl-C does: one line on stderr, exit code 128 + the signal."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from .interrupts import exit_status, interrupt_on_signals, signal_of
+
+        try:
+            with interrupt_on_signals():
+                return fn(*args, **kwargs)
+        except KeyboardInterrupt as exc:
+            click.echo(f"hashbench: interrupted by {signal_of(exc).name}; finished stages are kept: "
+                       "run the same command again to resume", err=True)
+            sys.exit(exit_status(exc))
+
+    return wrapper
+
+
 def _results_dir(value: str | None) -> Path:
     return Path(value or os.environ.get(RESULTS_ENV) or "results")
 
@@ -131,6 +149,7 @@ amp_attacks_option = click.option("--amp-attacks", is_flag=True,
 @results_option
 @registry_option
 @_user_errors
+@_stops_on_signals
 def run(grid: str, profile: str | None, overrides: tuple[str, ...], run_name: str | None, device: str,
         pretrained: str | None, workers: int, threads: int | None, executor: str, address: str | None,
         amp: str | None, amp_attacks: bool, channels_last: bool, dry_run: bool, no_report: bool, quiet: bool,

@@ -203,7 +203,9 @@ class Runner:
             with self.reporter.task(f"run {run}", len(plan.cells)) as advance:
                 ctx.advance = advance
                 ctx.schedule(executor)
-        except BaseException as exc:  # disk full, Ctrl-C: say so in run.json rather than "running"
+        except BaseException as exc:  # disk full, Ctrl-C, SIGTERM: say so in run.json rather than "running"
+            if isinstance(exc, KeyboardInterrupt):
+                executor.abort()  # workers stopped first: nothing is written after run.json says "interrupted"
             self._mark_stopped(folder, manifest, exc, time.perf_counter() - start)
             raise
         finally:

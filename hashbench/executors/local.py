@@ -31,5 +31,8 @@ class InlineExecutor:
         out, self._results = self._results, []
         return out
 
+    def abort(self) -> None:
+        """Nothing to stop: the interrupted stage ran in this process and has unwound."""
+
     def close(self) -> None:
         pass

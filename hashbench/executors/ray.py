@@ -84,6 +84,10 @@ class RayExecutor:
                 out.append(StageResult(stage.key, stage.kind, "failed", error=f"{type(exc).__name__}: {exc}"))
         return out
 
+    def abort(self) -> None:
+        """Cancel the stages in flight (Ray kills their worker processes)."""
+        self.close()
+
     def close(self) -> None:
         for ref in list(self._refs):
             self._ray.cancel(ref, force=True)
