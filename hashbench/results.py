@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -76,9 +77,16 @@ READ_ONLY_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM)
 
 
 def check_results_path(root: str | Path) -> Path:
-    """``root`` as a results folder path; :class:`UserError` if a file is in the way.  Writes nothing."""
+    """``root`` as a results folder path, missing or a folder; :class:`UserError` if it cannot be one
+    (a file in the way, a file above it, a name too long).  Writes nothing."""
     root = Path(root)
-    if os.path.exists(root) and not os.path.isdir(root):  # os.path: False, not an error, for a name too long
+    try:
+        is_folder = stat.S_ISDIR(os.stat(root).st_mode)
+    except FileNotFoundError:
+        return root
+    except OSError as exc:
+        raise UserError(f"results folder {root}: {_os_reason(exc)}; nothing was run") from None
+    if not is_folder:
         raise UserError(f"results folder {root} is a file, not a folder (check --results-dir and "
                         "$HASHBENCH_RESULTS); nothing was run")
     return root

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -125,6 +126,10 @@ def amplified(clean: np.ndarray, adversarial: np.ndarray) -> tuple[np.ndarray, f
     return image, factor, linf
 
 
+#: what an artifact key looks like (store.artifact_key: a sha256 hex digest)
+_KEY = re.compile(r"[0-9a-f]{64}")
+
+
 class _Artifacts:
     """Tensors of stored artifacts, each read at most once; ``None`` when unavailable."""
 
@@ -133,7 +138,8 @@ class _Artifacts:
         self._cache: dict[tuple[str, str], Mapping[str, Any] | None] = {}
 
     def tensors(self, stage: str, key: str | None) -> Mapping[str, Any] | None:
-        if self.store is None or not key:
+        # a key read from a record becomes a path in the store: only a hex digest can name one
+        if self.store is None or not isinstance(key, str) or not _KEY.fullmatch(key):
             return None
         if (stage, key) not in self._cache:
             try:

@@ -31,8 +31,9 @@ from rich.console import Console
 from hashbench import registries
 from hashbench.errors import UserError
 from hashbench.progress import RichReporter
-from hashbench.report import write_report
-from report_records import make_record, write_run
+from hashbench.report import render_html, write_report
+from hashbench.store import ArtifactStore
+from report_records import add_examples, make_record, write_run
 
 from .conftest import FAST, assert_clear_error, invoke
 
@@ -149,16 +150,17 @@ def test_a_results_folder_that_is_a_file_is_refused_before_any_work(tmp_path: Pa
     assert file.read_text() == "not a folder\n"
 
 
+@pytest.mark.parametrize("command", ["run", "plan"])
 @pytest.mark.parametrize(
     ("where", "needle"),
     [("under-a-file", "a part of the path is a file, not a folder"),
      ("name-too-long", "a file name in the path is too long for the filesystem")],
 )
-def test_a_results_folder_that_cannot_exist_says_why(tmp_path: Path, where: str, needle: str) -> None:
+def test_a_results_folder_that_cannot_exist_says_why(tmp_path: Path, command: str, where: str, needle: str) -> None:
     (tmp_path / "file").write_text("x")
-    results = tmp_path / "file" / "results" if where == "under-a-file" else tmp_path / ("r" * 300)
-    result = invoke("run", *FAST, "--results-dir", str(results), "--quiet", "--no-report")
-    line = assert_clear_error(result, "cannot create the results folder", needle, "nothing was run")
+    results = tmp_path / "file" / "results" if where == "under-a-file" else tmp_path / ("r" * 300) / "results"
+    result = invoke(command, *FAST, "--results-dir", str(results), *(["--quiet"] if command == "run" else []))
+    line = assert_clear_error(result, f"results folder {results}: {needle}", "nothing was run")
     assert "free space" not in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
@@ -269,6 +271,20 @@ def test_run_json_cannot_choose_where_the_report_goes(tmp_path: Path, monkeypatc
     assert (cwd / "reports" / "received" / "index.html").is_file()
     assert _snapshot(victim) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results", "victim", "work"]
+
+
+def test_artifact_keys_from_records_never_leave_the_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    results = tmp_path / "results"
+    records = [make_record(run="a", attack=a, cell_id=f"cell-{a}") for a in ("clean", "dhta")]
+    add_examples(results, records)  # example rankings, and their artifacts in the store
+    for record in records:
+        record["provenance"]["artifact_keys"] = {"evaluate": "../../../../outside", "attack": str(tmp_path)}
+    write_run(results, records, run="a")
+    asked: list[str] = []
+    real_load = ArtifactStore.load
+    monkeypatch.setattr(ArtifactStore, "load", lambda self, stage, key: asked.append(key) or real_load(self, stage, key))
+    render_html("a", results_dir=results)
+    assert asked == []
 
 
 @pytest.mark.parametrize("command", ["report", "compare"])
