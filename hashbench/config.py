@@ -258,7 +258,9 @@ def _describe(err: dict[str, Any]) -> str:
         return f"{key}: is empty; list at least one entry"
     if err["type"] == "value_error":  # our own validators say what is wrong; a table is too long to echo
         message = err["msg"].removeprefix("Value error, ")
-        return f"{key}: {message}" if isinstance(err.get("input"), dict) else f"{key}: {message} (got {excerpt(err.get('input'))})"
+        if isinstance(err.get("input"), dict):
+            return f"{key}: {message}"
+        return f"{key}: {message} (got {excerpt(err.get('input'))})"
     return f"{key}: {err['msg']} (got {excerpt(err.get('input'))})"
 
 

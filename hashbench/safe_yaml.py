@@ -330,7 +330,8 @@ class _Builder:
             raise self.fail(mark, f"{where}a key is a list or mapping; keys must be plain values")
         if key in parent.value:
             first = parent.key_marks[key]
-            raise _Refused(None, f"{where}the key {excerpt(key)} appears twice ({self._positions(first, mark)}); keep one")
+            positions = self._positions(first, mark)
+            raise _Refused(None, f"{where}the key {excerpt(key)} appears twice ({positions}); keep one")
         parent.key_marks[key] = mark
         parent.key = key
         parent.has_key = True
