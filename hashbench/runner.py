@@ -191,34 +191,36 @@ class Runner:
             "amp": plan.options.amp, "amp_attacks": plan.options.amp_attacks, "channels_last": self.channels_last,
         }
         write_json_atomic(folder / "run.json", manifest)
-        records = folder / "records"
-        wanted = {c.cell_id for c in plan.cells}
-        for stale in records.glob("*.json") if records.exists() else []:
-            if stale.stem not in wanted:
-                stale.unlink()  # a record from an earlier version of this run's grid
-        summary = RunSummary(run, folder, cells=len(plan.cells))
-        ctx = _RunState(self, plan, run, folder, commit, summary)
-        executor = self._executor(plan)
-        try:
+        executor = None
+        try:  # from here on run.json never stays "running": an interrupt or an error is written into it
+            records = folder / "records"
+            wanted = {c.cell_id for c in plan.cells}
+            for stale in records.glob("*.json") if records.exists() else []:
+                if stale.stem not in wanted:
+                    stale.unlink()  # a record from an earlier version of this run's grid
+            summary = RunSummary(run, folder, cells=len(plan.cells))
+            ctx = _RunState(self, plan, run, folder, commit, summary)
+            executor = self._executor(plan)
             with self.reporter.task(f"run {run}", len(plan.cells)) as advance:
                 ctx.advance = advance
                 ctx.schedule(executor)
+            summary.executed, summary.cached = dict(ctx.executed), dict(ctx.cached)
+            summary.wall_s = time.perf_counter() - start
+            manifest.update(
+                finished=now(), status="failed" if summary.failed else "complete", failed=summary.failed,
+                stages={"executed": summary.executed_total, "cached": summary.cached_total,
+                        "executed_by_kind": summary.executed, "cached_by_kind": summary.cached, "log": ctx.log},
+                wall_s=summary.wall_s,
+            )
+            write_json_atomic(folder / "run.json", manifest)
         except BaseException as exc:  # disk full, Ctrl-C, SIGTERM: say so in run.json rather than "running"
-            if isinstance(exc, KeyboardInterrupt):
+            if isinstance(exc, KeyboardInterrupt) and executor is not None:
                 executor.abort()  # workers stopped first: nothing is written after run.json says "interrupted"
             self._mark_stopped(folder, manifest, exc, time.perf_counter() - start)
             raise
         finally:
-            executor.close()
-        summary.executed, summary.cached = dict(ctx.executed), dict(ctx.cached)
-        summary.wall_s = time.perf_counter() - start
-        manifest.update(
-            finished=now(), status="failed" if summary.failed else "complete", failed=summary.failed,
-            stages={"executed": summary.executed_total, "cached": summary.cached_total,
-                    "executed_by_kind": summary.executed, "cached_by_kind": summary.cached, "log": ctx.log},
-            wall_s=summary.wall_s,
-        )
-        write_json_atomic(folder / "run.json", manifest)
+            if executor is not None:
+                executor.close()
         return summary
 
     def _check_file_names(self, plan: Plan, folder: Path) -> None:
