@@ -6,6 +6,8 @@ the number of image passes the stage makes:
 
 | stage | image passes (a backward pass counts as two forwards) |
 |---|---|
+| chance | no images: 2 · 2 · |query| · |database| · bits per draw (MAP and t-MAP of random codes) |
+| pretrain | 3 · pretrain_epochs · |train|, through a head of one output per class |
 | train | 3 · epochs · |train| |
 | defend | epochs · |train| · (6 + 3 · iterations): clean and adversarial forward/backward, PGD steps |
 | prepare | the attack's own count (:meth:`~hashbench.attack.Attack.prepare_flops`; unknown if it gives none) |
@@ -38,7 +40,7 @@ from .store import ArtifactStore, canonical_json
 if TYPE_CHECKING:
     from .plan import Plan, Stage
 
-GPU_KINDS = ("train", "defend", "prepare", "attack", "encode")
+GPU_KINDS = ("pretrain", "train", "defend", "prepare", "attack", "encode")
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,11 @@ def stage_flops(stage: Stage, sizes: Sizes | None) -> int | None:
     """The model's FLOP count of ``stage`` (see the module table); ``None`` if sizes are unknown."""
     if stage.kind == "split":
         return 0
+    if sizes is not None and stage.kind == "chance":  # MAP and t-MAP of each draw
+        return 2 * 2 * sizes.query * sizes.database * stage.spec["bits"] * stage.spec["draws"]
+    if sizes is not None and sizes.classes and stage.kind == "pretrain":  # a head of one output per class
+        passes = 3 * _param(stage.spec, "backbone", "pretrain_epochs", 1) * sizes.train
+        return forward_flops(stage.spec["backbone"], sizes.image_size, sizes.classes) * passes
     train = _train_stage(stage)
     if sizes is None or train is None:
         return None

@@ -31,7 +31,9 @@ from .params import params_dict, validate_params
 from .registry import unknown_name_message
 from .store import artifact_key, canonical_json
 
-STAGE_KINDS = ("split", "train", "defend", "encode", "prepare", "attack", "evaluate")
+STAGE_KINDS = ("split", "chance", "pretrain", "train", "defend", "encode", "prepare", "attack", "evaluate")
+#: random balanced code sets drawn by a ``chance`` stage (its MAP is their mean)
+CHANCE_DRAWS = 5
 CLEAN = "clean"
 AMP_DTYPES = ("bf16", "fp16")
 
@@ -301,8 +303,12 @@ def _plan_grid(config: Config, grid_name: str, grid: Grid, profile: Profile, whe
                               f"{where}: method '{mname}'")
         backbone = _plugin_spec("backbones", bname, _resolved_values("backbones", bname, profile, grid),
                                 f"{where}: backbone '{bname}'")
+        train_inputs = {"split": split}
+        if backbone["params"].get("pretrain_epochs", 0) > 0:  # BackboneParams' supervised warm start
+            train_inputs["pretrain"] = intern(Stage("pretrain", {"backbone": backbone, "seed": derive_seed(seed, "pretrain"),
+                                                                 **train_extra}, {"split": split}))
         train = intern(Stage("train", {"method": method, "backbone": backbone, "bits": bits,
-                                       "seed": derive_seed(seed, "train"), **train_extra}, {"split": split}))
+                                       "seed": derive_seed(seed, "train"), **train_extra}, train_inputs))
         defense_cls = registries.defenses.get(dfname)
         if defense_cls.identity:
             model = train
@@ -316,10 +322,13 @@ def _plan_grid(config: Config, grid_name: str, grid: Grid, profile: Profile, whe
             model = defend
         encode = intern(Stage("encode", {}, {"model": model, "split": split}))
         evaluation = {"map_topk": decl.map_topk, "pn": decl.pn}
-        base_stages = {"split": split, "train": train, "encode": encode}
+        chance = intern(Stage("chance", {"bits": bits, "map_topk": decl.map_topk, "draws": CHANCE_DRAWS,
+                                         "seed": derive_seed(seed, "chance")}, {"split": split}))
+        base_stages = {"split": split, "chance": chance, **train_inputs, "train": train, "encode": encode}
         if defend is not None:
             base_stages["defend"] = defend
-        clean_eval = intern(Stage("evaluate", {"attack": None, **evaluation}, {"codes": encode, "encode": encode, "split": split}))
+        clean_eval = intern(Stage("evaluate", {"attack": None, **evaluation},
+                                  {"codes": encode, "encode": encode, "split": split, "chance": chance}))
         cells.append(Cell(dname, mname, bname, bits, dfname, CLEAN, seed, clean_eval,
                           {**base_stages, "evaluate": clean_eval}, grid_name))
         for aname in grid.attacks:
@@ -336,7 +345,7 @@ def _plan_grid(config: Config, grid_name: str, grid: Grid, profile: Profile, whe
             attack_stage = intern(Stage("attack", {"attack": attack, "seed": derive_seed(seed, "attack"), **attack_extra},
                                         inputs))
             evaluate = intern(Stage("evaluate", {"attack": {"name": aname, "targeted": attack_cls.targeted}, **evaluation},
-                                    {"codes": attack_stage, "encode": encode, "split": split}))
+                                    {"codes": attack_stage, "encode": encode, "split": split, "chance": chance}))
             stages.update({"attack": attack_stage, "evaluate": evaluate})
             cells.append(Cell(dname, mname, bname, bits, dfname, aname, seed, evaluate, stages, grid_name))
     return cells

@@ -28,6 +28,7 @@ RECORD_SCHEMA_VERSION = 1
 COLUMNS = [
     "run", "dataset", "method", "backbone", "bits", "defense", "attack", "seed", "targeted",
     "map", "t_map", "map_topk", "num_queries", "num_database",
+    "chance_map", "chance_t_map", "distinct_codes", "bit_balance", "dead_bits",
     "linf_max", "l2_mean", "mse_mean", "epsilon",
     "attack_wall_s", "train_wall_s", "defend_wall_s",
     "pr_recall", "pr_precision", "pn_n", "pn_precision",
@@ -238,6 +239,8 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
     cell, metrics = record["cell"], record["metrics"]
     pert = record.get("perturbation") or {}
     timing = record.get("timing") or {}
+    chance = metrics.get("chance") or {}
+    health = metrics.get("code_health") or {}
     return {
         "run": record["run"],
         **{k: cell[k] for k in ("dataset", "method", "backbone", "bits", "defense", "attack", "seed")},
@@ -247,6 +250,11 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
         "map_topk": metrics.get("map_topk"),
         "num_queries": metrics["num_queries"],
         "num_database": metrics["num_database"],
+        "chance_map": chance.get("map"),  # random balanced codes on the same split and cut-off
+        "chance_t_map": chance.get("t_map"),
+        "distinct_codes": health.get("distinct_codes"),  # the model's database codes
+        "bit_balance": health.get("bit_balance"),
+        "dead_bits": health.get("dead_bits"),
         "linf_max": pert.get("linf_max"),
         "l2_mean": pert.get("l2_mean"),
         "mse_mean": pert.get("mse_mean"),

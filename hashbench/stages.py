@@ -14,6 +14,7 @@ import torch
 
 from . import registries
 from .attack import AttackContext
+from .chance import chance_map, code_health
 from .codes import to_binary
 from .data.base import HashDataset
 from .data.splits import Split, make_split
@@ -129,11 +130,77 @@ def run_split(ctx: StageContext, stage: Stage) -> Artifact:
     return Artifact(split.to_tensors(), meta)
 
 
+def run_chance(ctx: StageContext, stage: Stage) -> Artifact:
+    """The MAP (and t-MAP against the split's targets) of random balanced codes on this split."""
+    spec = stage.spec
+    dataset, split = _split_of(ctx, stage.inputs["split"])
+    start = time.perf_counter()
+    figures = chance_map(dataset.labels[split.query], dataset.labels[split.database], spec["bits"],
+                         topk=spec["map_topk"], draws=spec["draws"], seed=spec["seed"],
+                         target_labels=split.target_labels)
+    return Artifact({}, {"chance": figures, "wall_s": time.perf_counter() - start})
+
+
+def run_pretrain(ctx: StageContext, stage: Stage) -> Artifact:
+    """The backbone's supervised warm start (``BackboneParams``): a linear head classifies the
+    training split's labels (binary cross-entropy), Adam with a cosine decay; only the backbone
+    is kept."""
+    spec = stage.spec
+    generator = _seeded(spec["seed"])
+    dataset, split = _split_of(ctx, stage.inputs["split"])
+    data = TrainData(dataset, split.train, _labels(dataset, split.train, ctx.device))
+    classes = data.labels.shape[1]
+    model = build_model({"backbone": spec["backbone"], "bits": classes}, dataset.image_size)
+    # a classifier head at nn.Linear's own scale: the hash layer's N(0, 0.01²) start starves the
+    # backbone's gradient early on (on shapes its loss was twice as high after 20 epochs)
+    model.hash_layer.reset_parameters()
+    model = ctx.place(model)
+    p = spec["backbone"]["params"]
+    epochs, lr = p["pretrain_epochs"], p["pretrain_lr"]
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    amp = spec.get("amp")
+    scaler = torch.amp.GradScaler(ctx.device.type) if amp == "fp16" else None
+
+    def before_epoch(epoch: int) -> None:
+        for group in optimizer.param_groups:
+            group["lr"] = 0.5 * lr * (1 + math.cos(math.pi * epoch / epochs))
+
+    def step(x: torch.Tensor, y: torch.Tensor, pos: torch.Tensor) -> dict[str, torch.Tensor]:
+        model.train()
+        with autocast(ctx.device, amp):
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(model.logits(x).float(), y)
+        _backward_step(loss, optimizer, scaler)
+        return {"loss": loss.detach().float()}
+
+    start = time.perf_counter()
+    history = run_epochs(data, step, epochs=epochs, batch_size=p["pretrain_batch_size"], augment=True,
+                         generator=generator, device=ctx.device, before_epoch=before_epoch,
+                         reporter=ctx.reporter, description=f"pretrain {spec['backbone']['name']}")
+    tensors = {f"backbone.{k}": v for k, v in model.backbone.state_dict().items()}
+    return Artifact(tensors, {"history": history, "classes": classes, "wall_s": time.perf_counter() - start})
+
+
+def _backward_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None) -> None:
+    """``zero_grad``, backward and step, through ``scaler`` under fp16 (loss scaling)."""
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+    else:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+
 def run_train(ctx: StageContext, stage: Stage) -> Artifact:
     spec = stage.spec
     generator = _seeded(spec["seed"])
     dataset, split = _split_of(ctx, stage.inputs["split"])
-    model = ctx.place(build_model(spec, dataset.image_size))
+    model = build_model(spec, dataset.image_size, pretrained="pretrain" not in stage.inputs)
+    if "pretrain" in stage.inputs:  # the warm start replaces the backbone's initial weights
+        warm = ctx.artifact(stage.inputs["pretrain"]).tensors
+        model.backbone.load_state_dict({k[len("backbone."):]: v for k, v in warm.items() if k.startswith("backbone.")})
+    model = ctx.place(model)
     method = registries.methods.create(spec["method"]["name"], spec["method"]["params"])
     amp = spec.get("amp")
     scaler = torch.amp.GradScaler(ctx.device.type) if amp == "fp16" else None  # fp16 needs loss scaling
@@ -151,14 +218,7 @@ def run_train(ctx: StageContext, stage: Stage) -> Artifact:
         model.train()
         with autocast(ctx.device, amp):
             loss = method.loss(model(x), y, pos)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is None:
-            loss.backward()
-            optimizer.step()
-        else:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+        _backward_step(loss, optimizer, scaler)
         return {"loss": loss.detach().float()}
 
     start = time.perf_counter()
@@ -341,8 +401,10 @@ def run_evaluate(ctx: StageContext, stage: Stage) -> Artifact:
         "map_topk": topk,
         "num_queries": len(split.query),
         "num_database": len(split.database),
+        "chance": ctx.artifact(stage.inputs["chance"]).meta["chance"] if "chance" in stage.inputs else None,
+        "code_health": code_health(db_codes),
     }
-    if spec["attack"] is not None and spec["attack"]["targeted"]:
+    if spec["attack"] is None or spec["attack"]["targeted"]:  # clean: the t-MAP a targeted attack starts from
         metrics["t_map"] = map_at_k(query_codes, db_codes, split.target_labels, db_labels, topk=topk)
     recall, precision = pr_curve(query_codes, db_codes, query_labels, db_labels)
     metrics["pr_curve"] = {"recall": _finite_or_none(recall), "precision": _finite_or_none(precision)}
@@ -376,6 +438,6 @@ def _example_rankings(dataset: HashDataset, split: Split, query_codes: torch.Ten
 
 
 EXECUTORS: dict[str, Callable[[StageContext, Stage], Artifact]] = {
-    "split": run_split, "train": run_train, "defend": run_defend, "encode": run_encode,
-    "prepare": run_prepare, "attack": run_attack, "evaluate": run_evaluate,
+    "split": run_split, "chance": run_chance, "pretrain": run_pretrain, "train": run_train, "defend": run_defend,
+    "encode": run_encode, "prepare": run_prepare, "attack": run_attack, "evaluate": run_evaluate,
 }

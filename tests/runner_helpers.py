@@ -23,9 +23,11 @@ from hashbench.results import read_records
 from hashbench.runner import LocalRunner
 
 SMALL_SET = ["methods=[dpsh]", "defenses=[none,cgat]", "attacks=[center]"]
-#: what the small grid plans: 1 split, 1 clean model, 1 defended model, the codes of both,
-#: the attack on both, 4 evaluations (clean and attacked, per defense)
-SMALL_STAGES = {"split": 1, "train": 1, "defend": 1, "encode": 2, "attack": 2, "evaluate": 4}
+#: what the small grid plans: 1 split, its random-codes reference, 1 backbone warm start, 1 clean
+#: model, 1 defended model, the codes of both, the attack on both, 4 evaluations (clean and
+#: attacked, per defense)
+SMALL_STAGES = {"split": 1, "chance": 1, "pretrain": 1, "train": 1, "defend": 1, "encode": 2, "attack": 2,
+                "evaluate": 4}
 SMALL_CELLS = 4
 #: runs compared across processes use the thread count of one of two workers, so float reductions agree
 THREADS = threads_per_worker(2)

@@ -144,7 +144,8 @@ def test_union_dedupes_shared_stages_and_rejects_conflicts(tmp_path, config):
     })
     cfg = load_config(path)
     plan = build_plan(cfg, "both", cfg.grid("both"))
-    assert plan.counts() == {"split": 1, "train": 3, "encode": 3, "evaluate": 3}
+    # one warm start shared by the three code lengths; a random-codes reference per code length
+    assert plan.counts() == {"split": 1, "chance": 3, "pretrain": 1, "train": 3, "encode": 3, "evaluate": 3}
     assert plan.members == ["u1", "u2"] and len(plan.cells) == 3
     with pytest.raises(ConfigError, match=r"cell shapes-tiny-dpsh-smallcnn-16-none-clean-s0 is in grids 'u1' and 'u3'"):
         build_plan(cfg, "clash", cfg.grid("clash"))

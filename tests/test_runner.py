@@ -58,7 +58,8 @@ def test_peak_memory_is_recorded_per_stage(first_run):
     root, _ = first_run
     record = next(r for r in read_records("smoke", root) if r["cell"]["attack"] == "center")
     stages = record["provenance"]["stages"]
-    assert set(stages) == {"split", "train", "encode", "attack", "evaluate"} | ({"defend"} if "defend" in stages else set())
+    assert set(stages) == ({"split", "chance", "pretrain", "train", "encode", "attack", "evaluate"}
+                           | ({"defend"} if "defend" in stages else set()))
     for kind, info in stages.items():
         assert info["peak_rss_mb"] > 10, kind  # a Python process with torch loaded
         assert info["peak_gpu_mb"] is None and info["device"] == "cpu"

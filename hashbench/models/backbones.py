@@ -14,12 +14,28 @@ from pathlib import Path
 from typing import ClassVar
 
 import torch
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from torch import nn
 
 from ..errors import ConfigError, UserError
-from ..params import Params
+from ..params import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_WIDTH, Params
 from ..plugin import Plugin
+
+
+class BackboneParams(Params):
+    """The settings every backbone shares: the supervised warm start of the ``pretrain`` stage.
+
+    With ``pretrain_epochs`` > 0 the backbone first learns to classify the training split: a
+    linear head on its features, multi-label binary cross-entropy on the labels, Adam at
+    ``pretrain_lr`` with a cosine decay to 0, batches of ``pretrain_batch_size`` and the
+    dataset's training augmentation.  The hashing method then trains from those weights (the
+    head is dropped).  It gives a network trained from scratch what ImageNet weights give the
+    papers' AlexNet and VGG11, on any dataset with labels.  0 skips the stage.
+    """
+
+    pretrain_epochs: int = Field(0, ge=0, le=MAX_EPOCHS, description="epochs of the supervised warm start (0: none)")
+    pretrain_lr: float = Field(1e-3, gt=0, le=1, description="Adam learning rate of the warm start")
+    pretrain_batch_size: int = Field(64, gt=0, le=MAX_BATCH_SIZE, description="batch size of the warm start")
 
 
 class Backbone(Plugin):
@@ -51,21 +67,31 @@ class _SmallCNNNet(nn.Module):
 
 
 class SmallCNN(Backbone):
-    """Four 3×3 convolutions with batch norm and one fully connected layer; trained from scratch."""
+    """Four 3×3 convolutions with batch norm and one fully connected layer.
+
+    It has no ImageNet weights, so by default it is warm-started by the ``pretrain`` stage
+    (:class:`BackboneParams`): 30 epochs of supervised classification of the training split.
+    Hashing losses trained from scratch learn slowly (a bank-based loss's gradient scales with
+    bank codes that start at zero); on ``shapes`` the warm start lifts DPSH's MAP@1000 from a
+    few points above random codes to far above them.
+    """
 
     name = "smallcnn"
-    description = "small 4-conv CNN for 32×32 images (fast CPU tests and demos)"
+    description = "small 4-conv CNN for 32×32 images (fast CPU tests and demos), warm-started on the training labels"
     paper = "hashbench (not from a paper)"
 
-    class Params(Params):
+    class Params(BackboneParams):
         width: int = 32
         features: int = 256
+        pretrain_epochs: int = Field(30, ge=0, le=MAX_EPOCHS, description="epochs of the supervised warm start (0: none)")
 
         @field_validator("width", "features")
         @classmethod
         def _positive(cls, v: int) -> int:
             if v <= 0:
                 raise ValueError("must be positive")
+            if v > MAX_WIDTH:
+                raise ValueError(f"must be at most {MAX_WIDTH}")
             return v
 
     def build(self, image_size: int) -> nn.Module:
@@ -86,7 +112,7 @@ class _TorchvisionNet(nn.Module):
         return self.head(torch.flatten(self.pool(self.features(x)), 1))
 
 
-class _ImageNetParams(Params):
+class _ImageNetParams(BackboneParams):
     #: "imagenet" (torchvision's weights: local cache or download), "none" (random init) or a path
     #: to a torchvision state_dict file, loaded with ``weights_only=True``.
     pretrained: str = "imagenet"

@@ -27,5 +27,9 @@ class HashModel(nn.Module):
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The hash layer's output before ``tanh`` (the ``pretrain`` stage trains it as a classifier)."""
+        return self.hash_layer(self.backbone((x - self.mean) / self.std))
+
     def forward(self, x: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
-        return torch.tanh(alpha * self.hash_layer(self.backbone((x - self.mean) / self.std)))
+        return torch.tanh(alpha * self.logits(x))
