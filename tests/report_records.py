@@ -40,6 +40,8 @@ def make_record(
     cell_id: str | None = None,
     examples: dict[str, Any] | None = None,
     artifact_keys: dict[str, str] | None = None,
+    chance: float | None = None,
+    health: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     clean = attack == "clean"
     cell_id = cell_id or f"{dataset}-{method}-{backbone}-{bits}-{defense}-{attack}-s{seed}"
@@ -50,6 +52,10 @@ def make_record(
     }
     if examples is not None:
         metrics["examples"] = examples
+    if chance is not None:  # the random-codes reference (MAP and t-MAP) of the cell's split
+        metrics["chance"] = {"map": chance, "map_std": 0.001, "t_map": chance / 2, "draws": 5}
+    if health is not None:
+        metrics["code_health"] = {"items": 180, "bits": bits, **health}
     return {
         "schema_version": 1,
         "run": run,

@@ -77,6 +77,7 @@ _LATEX_SPECIAL = {
 }
 _LATEX_UNICODE = {
     "Δ": r"$\Delta$", "−": r"$-$", "±": r"$\pm$", "–": "--", "—": "---", "·": r"$\cdot$", "†": r"\dag{}",
+    "‡": r"\ddag{}",
     "×": r"$\times$", "∞": r"$\infty$", "ε": r"$\varepsilon$", "≥": r"$\geq$", "≤": r"$\leq$",
     "✓": r"$\surd$",
     "→": r"$\rightarrow$", "“": "``", "”": "''", "‘": "`", "’": "'",
@@ -147,16 +148,17 @@ def _latex_table(title: str, caption: str, tabular: list[str], wide: bool) -> li
 
 
 def _latex_board(board: Board) -> list[str]:
-    lines = [r"\begin{tabular}{rllrrrlr}", r"\toprule",
-             r"Rank & Model & Backbone & Bits & Clean MAP & Worst-case MAP & Strongest attack & Attacks \\",
+    lines = [r"\begin{tabular}{rllrrrlrr}", r"\toprule",
+             r"Rank & Model & Backbone & Bits & Clean MAP & Worst-case MAP & Strongest attack & Attacks & Random codes \\",
              r"\midrule"]
     for e in board.entries:
         clean = fmt(e.clean) + (rf"{{\scriptsize$\pm${fmt(e.clean_std)}}}" if e.clean_std is not None else "")
         robust = fmt(e.robust) + (rf"{{\scriptsize$\pm${fmt(e.robust_std)}}}" if e.robust_std is not None else "")
-        cells = [str(e.rank), latex_escape(model_label(e.method, e.defense, with_method=True)),
+        cells = [str(e.rank), latex_escape(model_label(e.method, e.defense, with_method=True))
+                 + (r"\ddag{}" if e.unhealthy else ""),
                  latex_escape(label("backbone", e.backbone)), str(e.bits), clean.replace(MISSING, "--"),
                  robust.replace(MISSING, "--"), latex_escape(label("attack", e.strongest) if e.strongest else "--"),
-                 f"{len(e.attacks)}" + (r"\dag{}" if e.missing else "")]
+                 f"{len(e.attacks)}" + (r"\dag{}" if e.missing else ""), fmt(e.chance).replace(MISSING, "--")]
         lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return lines
@@ -181,7 +183,9 @@ def to_latex(report: Report) -> str:
         lines += _latex_table(title, layout.caption, _latex_tabular(layout), len(layout.columns) > LATEX_WIDE)
     for board in report.boards:
         caption = ("Models ranked by worst-case MAP (%) over the attacks evaluated on them, mean with std over "
-                   "seeds; † evaluated on fewer attacks than the others.")
+                   "seeds; † evaluated on fewer attacks than the others; random codes: the MAP of random "
+                   "balanced codes on the same split" + "".join(f"; ‡ rank {e.rank}: {e.unhealthy}"
+                                                                 for e in board.entries if e.unhealthy) + ".")
         lines += _latex_table(f"Leaderboard: {label('dataset', board.dataset)}", caption, _latex_board(board), True)
     if not report.layouts:
         lines.append("No evaluated cells.")
@@ -238,17 +242,22 @@ def to_markdown(report: Report) -> str:
     for board in report.boards:
         lines += [f"## Leaderboard: {md_escape(label('dataset', board.dataset))}", "",
                   _md_row(["Rank", "Model", "Backbone", "Bits", "Clean MAP", "Worst-case MAP", "Strongest attack",
-                           "Attacks", "Seeds"]),
-                  _md_row(["---:", "---", "---", "---:", "---:", "---:", "---", "---:", "---:"])]
+                           "Attacks", "Seeds", "Random codes"]),
+                  _md_row(["---:", "---", "---", "---:", "---:", "---:", "---", "---:", "---:", "---:"])]
         for e in board.entries:
             clean = fmt(e.clean) + (f" ± {fmt(e.clean_std)}" if e.clean_std is not None else "")
             robust = fmt(e.robust) + (f" ± {fmt(e.robust_std)}" if e.robust_std is not None else "")
-            lines.append(_md_row([str(e.rank), md_escape(model_label(e.method, e.defense, with_method=True)),
+            lines.append(_md_row([str(e.rank), md_escape(model_label(e.method, e.defense, with_method=True))
+                                  + (" ‡" if e.unhealthy else ""),
                                   md_escape(label("backbone", e.backbone)), str(e.bits), clean, robust,
                                   md_escape(label("attack", e.strongest)) if e.strongest else MISSING,
-                                  f"{len(e.attacks)}" + (" †" if e.missing else ""), str(e.seeds)]))
+                                  f"{len(e.attacks)}" + (" †" if e.missing else ""), str(e.seeds), fmt(e.chance)]))
         lines += ["", "Worst-case MAP (%): per seed the lowest MAP under any attack, mean ± std over seeds; "
-                      "† evaluated on fewer attacks than the other models.", ""]
+                      "† evaluated on fewer attacks than the other models; random codes: the MAP of random "
+                      "balanced codes on the same split.", ""]
+        lines += [f"‡ {md_escape(model_label(e.method, e.defense, with_method=True))} (rank {e.rank}): "
+                  f"{md_escape(e.unhealthy)}." for e in board.entries if e.unhealthy]
+        lines += [""] if any(e.unhealthy for e in board.entries) else []
     if report.layouts:
         lines += ["## Tables in the papers' layouts", ""]
     for layout in report.layouts:
@@ -309,7 +318,9 @@ def to_json(report: Report) -> str:
     boards = [{"dataset": b.dataset, "attacks": b.attacks, "entries": [
         {"rank": e.rank, "method": e.method, "backbone": e.backbone, "bits": e.bits, "defense": e.defense,
          "clean": e.clean, "clean_std": e.clean_std, "robust": e.robust, "robust_std": e.robust_std,
-         "strongest_attack": e.strongest, "attacks": e.attacks, "missing_attacks": e.missing, "seeds": e.seeds}
+         "strongest_attack": e.strongest, "attacks": e.attacks, "missing_attacks": e.missing, "seeds": e.seeds,
+         "chance": e.chance, "distinct_codes": e.distinct_codes, "bit_balance": e.bit_balance,
+         "unhealthy": e.unhealthy}
         for e in b.entries]} for b in report.boards]
     document = {
         "schema": "hashbench.report", "schema_version": REPORT_SCHEMA_VERSION, "run": report.run.name,

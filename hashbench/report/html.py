@@ -188,10 +188,16 @@ def _leaderboard_view(boards: list[Board]) -> list[dict[str, Any]]:
                 "robust_v": _sort_value(e.robust),
                 "strongest": label("attack", e.strongest) if e.strongest else MISSING,
                 "attacks": len(e.attacks), "missing": ", ".join(label("attack", a) for a in e.missing),
-                "seeds": e.seeds,
+                "seeds": e.seeds, "chance": _num(e.chance), "chance_v": _sort_value(e.chance),
+                "distinct": MISSING if e.distinct_codes is None else e.distinct_codes,
+                "distinct_v": _sort_value(e.distinct_codes),
+                "balance": MISSING if e.bit_balance is None else f"{e.bit_balance:.2f}",
+                "unhealthy": e.unhealthy,
             })
+        flagged = [(e["rank"], e["model"], e["unhealthy"]) for e in entries if e["unhealthy"]]
         views.append({"dataset": label("dataset", board.dataset), "attacks": len(board.attacks),
-                      "attack_names": ", ".join(label("attack", a) for a in board.attacks), "entries": entries})
+                      "attack_names": ", ".join(label("attack", a) for a in board.attacks), "entries": entries,
+                      "flagged": flagged})
     return views
 
 

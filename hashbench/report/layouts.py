@@ -23,7 +23,7 @@ from typing import Any
 
 from .names import CLEAN, NO_DEFENSE, label, model_label, note
 from .paper import PaperNumber, PaperNumbers
-from .tables import Stats
+from .tables import SETTING_COLUMNS, Stats
 
 #: CgAT's table of each dataset (Tables 1–3).
 CGAT_TABLE_OF_DATASET = {"flickr25k": 1, "nuswide21": 2, "mscoco": 3}
@@ -34,6 +34,8 @@ DELTA = ("cgat", "atrdh")
 DIGITS = 2
 #: Row label of clean queries in the SAAT layouts.
 ORIGINAL = "Original (clean)"
+#: Row label of the random-codes reference (``Row.kind == "chance"``).
+CHANCE = "Random codes (chance)"
 
 
 #: How a missing number prints.
@@ -80,7 +82,7 @@ class Cell:
 class Row:
     label: str
     cells: list[Cell]
-    kind: str = "value"  # "value", or "delta" for the Δ row
+    kind: str = "value"  # "value", "delta" for the Δ row, "chance" for the random-codes reference
     note: str | None = None
 
 
@@ -178,6 +180,31 @@ def delta_row(rows: Mapping[str, Row]) -> Row | None:
     return Row(f"Δ ({label('defense', DELTA[0])} − {label('defense', DELTA[1])})", cells, kind="delta")
 
 
+def chance_row(stats: Stats, rows: list[Row]) -> Row | None:
+    """The random-codes reference under ``rows``: for each column, the MAP (t-MAP for a t-MAP column)
+    of random balanced codes on the split and cut-off of that column's settings.
+
+    ``None`` when no record of these settings carries the reference (records older than it).
+    """
+    cells = []
+    for column in zip(*(r.cells for r in rows if r.kind == "value")):
+        values = [stat.chance(c.metric) for c in column if c.setting
+                  and (stat := stats.get(*(c.setting[k] for k in SETTING_COLUMNS))) is not None]
+        value = next((v for v in values if v is not None), None)
+        setting = {**column[0].setting, "defense": None, "attack": None}
+        cells.append(Cell(value=value, n=1 if value is not None else 0, metric=column[0].metric, setting=setting))
+    if not any(c.value is not None for c in cells):
+        return None
+    return Row(CHANCE, cells, kind="chance",
+               note="MAP of random balanced codes on the same split and cut-off (mean over draws)")
+
+
+def _with_chance(stats: Stats, rows: list[Row]) -> list[Row]:
+    """``rows`` and their random-codes reference row, where the records carry it."""
+    chance = chance_row(stats, rows)
+    return rows + [chance] if chance else rows
+
+
 def _attack_columns(attacks: Iterable[str]) -> list[Column]:
     return [Column(label("attack", a), note=note("attack", a)) for a in attacks]
 
@@ -200,8 +227,8 @@ def tables_1_3(stats: Stats, papers: PaperNumbers) -> list[Layout]:
                         cells = [cell(dataset, method, backbone, bits, defense, a, prefer=prefer) for a in attacks]
                         rows[defense] = Row(model_label(method, defense), cells)
                     _mark_best(list(rows.values()), "max")
-                    delta = delta_row(rows)
-                    groups.append(RowGroup(f"{bits} bits", list(rows.values()) + ([delta] if delta else [])))
+                    extra = [delta_row(rows), chance_row(stats, list(rows.values()))]
+                    groups.append(RowGroup(f"{bits} bits", list(rows.values()) + [r for r in extra if r]))
                 layouts.append(Layout(
                     id=f"cgat13-{len(layouts) + 1}", kind="cgat-1-3",
                     title=f"{label('dataset', dataset)}: {label('method', method)} on {label('backbone', backbone)}",
@@ -235,13 +262,14 @@ def table_4(stats: Stats, papers: PaperNumbers) -> list[Layout]:
                     [cell(d, method, bb, bits, df, a, prefer="cgat-table4") for d, bb, df in coords],
                     note=note("attack", a)) for a in attacks]
         _mark_best(rows, "min", skip=[label("attack", CLEAN)])
+        chance = chance_row(stats, rows)
         fallback = "" if bits == TABLE_4_BITS else f" (no {TABLE_4_BITS}-bit results in this run)"
         layouts.append(Layout(
             id=f"cgat4-{len(layouts) + 1}", kind="cgat-4",
             title=f"Attack strength: {label('method', method)}, {bits} bits{fallback}",
             caption=("MAP (%) under each attack (lower = stronger attack), mean ± std over seeds; "
                      "bold: the strongest attack of each column."),
-            row_header="Attack", columns=columns, groups=[RowGroup(None, rows)],
+            row_header="Attack", columns=columns, groups=[RowGroup(None, rows + ([chance] if chance else []))],
         ))
     return layouts
 
@@ -265,6 +293,9 @@ def table_5(stats: Stats, papers: PaperNumbers) -> list[Layout]:
                             for d in stats.values("defense", **where, method=method)]
                     _mark_best(rows, "max")
                     groups.append(RowGroup(label("method", method), rows))
+                chance = chance_row(stats, [r for g in groups for r in g.rows])
+                if chance:
+                    groups.append(RowGroup("Reference", [chance]))
                 layouts.append(Layout(
                     id=f"cgat5-{len(layouts) + 1}", kind="cgat-5",
                     title=f"Hashing methods: {label('dataset', dataset)}, {label('backbone', backbone)}, {bits} bits",
@@ -313,11 +344,11 @@ def saat_table_1(stats: Stats, papers: PaperNumbers, blocks: Iterable[tuple[str,
         attacks = stats.values("attack", **where)
         untargeted = [row(a, "map") for a in attacks if a not in targeted]
         _mark_best(untargeted, "min", skip=[ORIGINAL])
-        groups = [RowGroup("MAP (non-targeted attacks)", untargeted)]
+        groups = [RowGroup("MAP (non-targeted attacks)", _with_chance(stats, untargeted))]
         with_target = [row(a, "t_map") for a in attacks if a in targeted]
         if with_target:
             _mark_best(with_target, "max")
-            groups.append(RowGroup("t-MAP (targeted attacks)", with_target))
+            groups.append(RowGroup("t-MAP (targeted attacks)", _with_chance(stats, with_target)))
         layouts.append(Layout(
             id=f"saat1-{len(layouts) + 1}", kind="saat-1",
             title=f"Attacks on the undefended model: {label('method', method)} on {label('backbone', backbone)}",
@@ -349,6 +380,9 @@ def saat_table_2(stats: Stats, papers: PaperNumbers, blocks: Iterable[tuple[str,
                         note=note("attack", a)) for a in attacks]
             _mark_best(rows, "min", skip=[ORIGINAL])
             groups.append(RowGroup(label("defense", defense), rows))
+        chance = chance_row(stats, [r for g in groups for r in g.rows])
+        if chance:
+            groups.append(RowGroup("Reference", [chance]))
         layouts.append(Layout(
             id=f"saat2-{len(layouts) + 1}", kind="saat-2",
             title=f"After adversarial training: {label('method', method)} on {label('backbone', backbone)}",

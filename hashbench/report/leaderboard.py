@@ -4,6 +4,12 @@ One board per dataset.  An entry is a (method, backbone, bits, defense) model; i
 per seed, the minimum MAP over every attack evaluated on it, then the mean ± std over seeds.  An
 entry evaluated with fewer attacks than the board's union is flagged: its worst case is an upper
 bound.
+
+A model that did not learn must not top the board because attacks cannot move codes that carry
+no information: an entry whose clean MAP is within :data:`~hashbench.chance.NEAR_CHANCE_POINTS`
+of the random-codes MAP of its split, or whose database codes are degenerate
+(:func:`hashbench.chance.degenerate`), is marked with the reason and ranked after every healthy
+entry (RobustBench shows clean accuracy beside robust accuracy for the same reason).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from ..chance import NEAR_CHANCE_POINTS, degenerate
 from .names import CLEAN, label, ordered, sort_key
 from .tables import mean_std
 
@@ -33,6 +40,14 @@ class Entry:
     attacks: tuple[str, ...]
     missing: tuple[str, ...]  # attacks of the board not evaluated on this entry
     seeds: int
+    chance: float | None = None  # MAP of random balanced codes on the same splits, percent
+    distinct_codes: int | None = None  # distinct database codes (clean evaluation, first seed)
+    bit_balance: float | None = None  # 1 − mean |bit mean|: 1 balanced, 0 constant bits
+    unhealthy: str | None = None  # why this entry is ranked after the healthy ones
+
+    @property
+    def healthy(self) -> bool:
+        return self.unhealthy is None
 
     @property
     def complete(self) -> bool:
@@ -61,16 +76,43 @@ def _entry(rows: pd.DataFrame, key: tuple, board_attacks: list[str]) -> Entry:
     attacks = tuple(ordered("attack", attacked["attack"]))
     clean_mean, clean_std = mean_std(clean["map"])
     robust, robust_std = mean_std(worst)
+    chance = mean_std(pd.to_numeric(clean.get("chance_map", pd.Series(dtype=float)), errors="coerce") * 100.0)[0]
+    health = _health(clean)
     return Entry(
         rank=0, method=str(method), backbone=str(backbone), bits=int(bits), defense=str(defense),
         clean=clean_mean, clean_std=clean_std, robust=robust, robust_std=robust_std,
         strongest=str(means.idxmin()) if not means.empty else None, attacks=attacks,
         missing=tuple(a for a in board_attacks if a not in attacks), seeds=int(maps["seed"].nunique()),
+        chance=chance, distinct_codes=health.get("distinct_codes"), bit_balance=health.get("bit_balance"),
+        unhealthy=_unhealthy(clean_mean, chance, health),
     )
 
 
+def _health(clean: pd.DataFrame) -> dict:
+    """The code health of the first clean row that has it (:func:`hashbench.chance.code_health` keys)."""
+    for _, row in clean.iterrows():
+        if pd.notna(row.get("distinct_codes")):
+            return {"items": int(row["num_database"]), "bits": int(row["bits"]),
+                    "distinct_codes": int(row["distinct_codes"]),
+                    "bit_balance": float(row["bit_balance"]) if pd.notna(row.get("bit_balance")) else None,
+                    "dead_bits": int(row["dead_bits"]) if pd.notna(row.get("dead_bits")) else None}
+    return {}
+
+
+def _unhealthy(clean: float | None, chance: float | None, health: dict) -> str | None:
+    """Why a model's numbers cannot be read as robustness, or ``None``."""
+    collapsed = degenerate(health)
+    if collapsed is not None:
+        return f"degenerate codes: {collapsed}"
+    if clean is not None and chance is not None and clean - chance < NEAR_CHANCE_POINTS:
+        return (f"clean MAP {clean:.2f} is within {NEAR_CHANCE_POINTS:g} points of random codes ({chance:.2f}): "
+                "the model barely learned, so attacks have little to destroy")
+    return None
+
+
 def leaderboards(frame: pd.DataFrame) -> list[Board]:
-    """One :class:`Board` per dataset, entries ranked by robust MAP (then clean MAP), best first."""
+    """One :class:`Board` per dataset, entries ranked by robust MAP (then clean MAP), best first;
+    unhealthy entries (near chance, degenerate codes) after every healthy one."""
     boards = []
     if frame.empty:
         return boards
@@ -78,7 +120,7 @@ def leaderboards(frame: pd.DataFrame) -> list[Board]:
         rows = frame[frame["dataset"] == dataset]
         board_attacks = [a for a in ordered("attack", rows["attack"]) if a != CLEAN]
         entries = [_entry(part, key, board_attacks) for key, part in rows.groupby(list(ENTRY_COLUMNS), sort=False)]
-        entries.sort(key=lambda e: (e.robust is None, -(e.robust or 0.0), -(e.clean or 0.0),
+        entries.sort(key=lambda e: (not e.healthy, e.robust is None, -(e.robust or 0.0), -(e.clean or 0.0),
                                     sort_key("method", e.method), e.bits, sort_key("defense", e.defense)))
         for rank, entry in enumerate(entries, start=1):
             entry.rank = rank

@@ -48,9 +48,16 @@ class Stat:
     targeted: bool
     seeds: tuple[int, ...]
     perturbation: dict[str, float | None]
+    #: MAP and t-MAP (percent) of random balanced codes on the same splits and cut-off
+    chance_map: float | None = None
+    chance_t_map: float | None = None
 
     def value(self, metric: str = "map") -> float | None:
         return self.map if metric == "map" else self.t_map
+
+    def chance(self, metric: str = "map") -> float | None:
+        """The random-codes reference of ``metric``."""
+        return self.chance_map if metric == "map" else self.chance_t_map
 
     def std(self, metric: str = "map") -> float | None:
         return self.map_std if metric == "map" else self.t_map_std
@@ -80,10 +87,12 @@ class Stats:
             for column, how in PERTURBATION_STATS.items():
                 values = pd.to_numeric(rows[column], errors="coerce").dropna()
                 perturbation[column] = _finite(getattr(values, how)()) if not values.empty else None
+            chance = {c: mean_std(pd.to_numeric(rows[c], errors="coerce") * 100.0)[0] if c in rows else None
+                      for c in ("chance_map", "chance_t_map")}
             self._stats[(str(dataset), str(method), str(backbone), int(bits), str(defense), str(attack))] = Stat(
                 map=m, map_std=m_std, n=int(rows["map"].notna().sum()), t_map=t, t_map_std=t_std,
                 targeted=bool(rows["targeted"].fillna(False).astype(bool).any()),
-                seeds=tuple(sorted(int(s) for s in rows["seed"])), perturbation=perturbation,
+                seeds=tuple(sorted(int(s) for s in rows["seed"])), perturbation=perturbation, **chance,
             )
 
     def get(self, dataset: str, method: str, backbone: str, bits: int, defense: str, attack: str) -> Stat | None:
