@@ -1,5 +1,6 @@
 """Every process that runs stages uses deterministic kernels, without TorchInductor's start-up cost."""
 
+import os
 import subprocess
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -29,5 +30,5 @@ def test_a_stage_worker_turns_on_deterministic_kernels_without_importing_inducto
 
 def test_pool_worker_processes_use_deterministic_kernels(tmp_path):
     config = WorkerConfig(str(tmp_path / "store"), device="cpu", threads=1)
-    with ProcessPoolExecutor(1, mp_context=worker_context(), initializer=_init, initargs=(config,)) as pool:
+    with ProcessPoolExecutor(1, mp_context=worker_context(), initializer=_init, initargs=(config, os.getpid())) as pool:
         assert pool.submit(torch.are_deterministic_algorithms_enabled).result(timeout=120) is True
