@@ -83,7 +83,8 @@ def write_failure(what: str, exc: OSError, *, needed: int | None = None, where: 
     reason = f"disk full ({exc})" if full else str(exc)
     if full and needed is not None and where is not None:
         reason += f"; writing {where} needs {format_bytes(needed)}, {format_bytes(free_bytes(where))} free there"
-    return StoreWriteError(f"cannot write {what}: {reason}; free space and run again (finished stages are kept)")
+    hint = "free space and run again" if full else "fix that and run again"  # only a full disk wants space
+    return StoreWriteError(f"cannot write {what}: {reason}; {hint} (finished stages are kept)")
 
 
 def format_bytes(n: int | None) -> str:

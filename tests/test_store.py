@@ -75,3 +75,17 @@ def test_second_writer_keeps_the_first(tmp_path):
     store.save("split", key, Artifact({}, {"v": 1}))
     store.save("split", key, Artifact({}, {"v": 2}))
     assert store.load("split", key).meta == {"v": 1}
+
+
+def test_a_write_failure_says_what_is_wrong_and_asks_for_space_only_when_the_disk_is_full():
+    import errno
+
+    from hashbench.store import write_failure
+
+    read_only = str(write_failure("the record", OSError(errno.EROFS, "Read-only file system")))
+    assert "Read-only file system" in read_only and "free space" not in read_only
+    assert read_only.endswith("fix that and run again (finished stages are kept)")
+    long_name = str(write_failure("the record", OSError(errno.ENAMETOOLONG, "File name too long")))
+    assert "File name too long" in long_name and "free space" not in long_name
+    full = str(write_failure("the record", OSError(errno.ENOSPC, "No space left on device")))
+    assert full.startswith("cannot write the record: disk full") and "free space and run again" in full
