@@ -86,8 +86,10 @@ def test_every_layout_has_a_random_codes_row(tmp_path):
     saat1 = next(t for t in report.layouts if t.kind == "saat-1")
     assert [r.cells[0].metric for g in saat1.groups for r in g.rows if r.kind == "chance"] == ["map", "t_map"]
     page = render_html(RUN, tmp_path)
-    assert page.count('<tr class="chance">') == sum(
+    layouts_part = page[:page.index('<section id="details">')]
+    assert layouts_part.count('<tr class="chance">') == sum(
         1 for t in report.layouts for g in t.groups for r in g.rows if r.kind == "chance")
+    assert page.count('<tr class="chance">') - layouts_part.count('<tr class="chance">') == len(report.stats.groups())
 
 
 def test_the_exports_carry_the_reference_and_the_mark(tmp_path):
@@ -106,3 +108,11 @@ def test_the_exports_carry_the_reference_and_the_mark(tmp_path):
     (board,) = json.loads(to_json(report))["leaderboards"]
     assert [e["unhealthy"] is not None for e in board["entries"]] == [False, True]
     assert board["entries"][1]["chance"] == pytest.approx(57.0)
+
+
+def test_the_all_results_tables_end_with_the_reference(tmp_path):
+    write_run(tmp_path, _records({"none": (0.95, 0.20), "cgat": (0.90, 0.55)}, chance=0.57))
+    page = render_html(RUN, tmp_path)
+    details = page[page.index('<section id="details">'):page.index("</section>", page.index('<section id="details">'))]
+    footer = details[details.index("<tfoot>"):details.index("</tfoot>")]
+    assert "Random codes (chance)" in footer and ">57.00<" in footer and ">28.50<" in footer

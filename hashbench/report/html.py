@@ -271,12 +271,15 @@ def _details_view(report: Report) -> list[dict[str, Any]]:
     for group in report.stats.groups():
         dataset, method, backbone, bits = group
         rows = []
+        chance = None  # the random-codes reference of the group's split (the same for every row)
         for defense in report.stats.values("defense", dataset=dataset, method=method, backbone=backbone, bits=bits):
             for attack in report.stats.values("attack", dataset=dataset, method=method, backbone=backbone, bits=bits,
                                               defense=defense):
                 stat = report.stats.get(dataset, method, backbone, bits, defense, attack)
                 if stat is None:
                     continue
+                if chance is None and stat.chance_map is not None:
+                    chance = {"map": _num(stat.chance_map), "t_map": _num(stat.chance_t_map)}
                 p = stat.perturbation
                 cell = make_cell(report.stats, report.papers, dataset, method, backbone, bits, defense, attack)
                 ref, diff = cell.paper, cell.difference
@@ -296,7 +299,7 @@ def _details_view(report: Report) -> list[dict[str, Any]]:
                     "diff_v": _sort_value(diff),
                 })
         views.append({"title": f"{label('dataset', dataset)} · {label('method', method)} · "
-                               f"{label('backbone', backbone)} · {bits} bits", "rows": rows})
+                               f"{label('backbone', backbone)} · {bits} bits", "rows": rows, "chance": chance})
     return views
 
 
