@@ -29,7 +29,7 @@ COLUMNS = [
     "run", "dataset", "method", "backbone", "bits", "defense", "attack", "seed", "targeted",
     "map", "t_map", "map_topk", "num_queries", "num_database",
     "chance_map", "chance_t_map", "distinct_codes", "bit_balance", "dead_bits",
-    "linf_max", "l2_mean", "mse_mean", "epsilon",
+    "linf_max", "l2_mean", "mse_mean", "epsilon", "bounded",
     "attack_wall_s", "train_wall_s", "defend_wall_s",
     "pr_recall", "pr_precision", "pn_n", "pn_precision",
     "split_hash", "cell_id",
@@ -259,6 +259,7 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
         "l2_mean": pert.get("l2_mean"),
         "mse_mean": pert.get("mse_mean"),
         "epsilon": pert.get("epsilon"),
+        "bounded": pert.get("bounded"),  # False: a generative attack without an ε-ball (ProS-GAN)
         "attack_wall_s": timing.get("attack_wall_s"),
         "train_wall_s": timing.get("train_wall_s"),
         "defend_wall_s": timing.get("defend_wall_s"),

@@ -116,3 +116,28 @@ def test_the_all_results_tables_end_with_the_reference(tmp_path):
     details = page[page.index('<section id="details">'):page.index("</section>", page.index('<section id="details">'))]
     footer = details[details.index("<tfoot>"):details.index("</tfoot>")]
     assert "Random codes (chance)" in footer and ">57.00<" in footer and ">28.50<" in footer
+
+
+def test_an_unbounded_attack_is_shown_beside_the_worst_case_not_in_it(tmp_path):
+    records = []
+    for defense, clean, center, prosgan in (("none", 0.95, 0.30, 0.45), ("cgat", 0.93, 0.80, 0.46)):
+        for attack, value in (("clean", clean), ("center", center), ("prosgan", prosgan)):
+            record = make_record(defense=defense, attack=attack, map_=value, chance=0.57, health=HEALTHY)
+            if attack == "prosgan":
+                record["perturbation"]["bounded"] = False
+            elif attack == "center":
+                record["perturbation"]["bounded"] = True
+            records.append(record)
+    write_run(tmp_path, records)
+    (board,) = leaderboards(load(RUN, tmp_path))
+    assert board.attacks == ("center",)
+    cgat, none = board.entries
+    assert (cgat.defense, cgat.robust, cgat.strongest) == ("cgat", pytest.approx(80.0), "center")
+    assert none.robust == pytest.approx(30.0) and none.missing == ()
+    assert cgat.unbounded == pytest.approx(46.0) and cgat.unbounded_attacks == ("prosgan",)
+    page = render_html(RUN, tmp_path)
+    (table,) = [t for t in html_tables(page) if t["id"] == "leaderboard"]
+    header = [c["text"].replace(" ↕", "") for c in table["rows"][0]]
+    column = header.index("Unbounded attacks, worst (%)")
+    assert [r[column]["text"] for r in table["rows"][1:]] == ["46.00", "45.00"]
+    assert "unbounded: ProS-GAN" in page

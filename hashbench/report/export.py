@@ -148,8 +148,10 @@ def _latex_table(title: str, caption: str, tabular: list[str], wide: bool) -> li
 
 
 def _latex_board(board: Board) -> list[str]:
-    lines = [r"\begin{tabular}{rllrrrlrr}", r"\toprule",
-             r"Rank & Model & Backbone & Bits & Clean MAP & Worst-case MAP & Strongest attack & Attacks & Random codes \\",
+    unbounded = any(e.unbounded_attacks for e in board.entries)
+    lines = [r"\begin{tabular}{rllrrrl" + ("r" if unbounded else "") + "rr}", r"\toprule",
+             r"Rank & Model & Backbone & Bits & Clean MAP & Worst-case MAP & Strongest attack & "
+             + (r"Unbounded & " if unbounded else "") + r"Attacks & Random codes \\",
              r"\midrule"]
     for e in board.entries:
         clean = fmt(e.clean) + (rf"{{\scriptsize$\pm${fmt(e.clean_std)}}}" if e.clean_std is not None else "")
@@ -158,6 +160,7 @@ def _latex_board(board: Board) -> list[str]:
                  + (r"\ddag{}" if e.unhealthy else ""),
                  latex_escape(label("backbone", e.backbone)), str(e.bits), clean.replace(MISSING, "--"),
                  robust.replace(MISSING, "--"), latex_escape(label("attack", e.strongest) if e.strongest else "--"),
+                 *([fmt(e.unbounded).replace(MISSING, "--")] if unbounded else []),
                  f"{len(e.attacks)}" + (r"\dag{}" if e.missing else ""), fmt(e.chance).replace(MISSING, "--")]
         lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
@@ -182,8 +185,9 @@ def to_latex(report: Report) -> str:
         title = layout.title + (f" (settings of {', '.join(layout.paper_tables)})" if layout.paper_tables else "")
         lines += _latex_table(title, layout.caption, _latex_tabular(layout), len(layout.columns) > LATEX_WIDE)
     for board in report.boards:
-        caption = ("Models ranked by worst-case MAP (%) over the attacks evaluated on them, mean with std over "
-                   "seeds; † evaluated on fewer attacks than the others; random codes: the MAP of random "
+        caption = ("Models ranked by worst-case MAP (%) over the ε-bounded attacks evaluated on them, mean with "
+                   "std over seeds (unbounded: the lowest MAP under an attack without an ε-ball); † evaluated "
+                   "on fewer attacks than the others; random codes: the MAP of random "
                    "balanced codes on the same split" + "".join(f"; ‡ rank {e.rank}: {e.unhealthy}"
                                                                  for e in board.entries if e.unhealthy) + ".")
         lines += _latex_table(f"Leaderboard: {label('dataset', board.dataset)}", caption, _latex_board(board), True)
@@ -240,10 +244,12 @@ def to_markdown(report: Report) -> str:
     """GitHub-flavoured Markdown: leaderboards, then every paper-layout table (paper numbers in brackets)."""
     lines = [f"# hashbench report: {md_escape(report.run.name)}", ""]
     for board in report.boards:
+        unbounded = any(e.unbounded_attacks for e in board.entries)
         lines += [f"## Leaderboard: {md_escape(label('dataset', board.dataset))}", "",
                   _md_row(["Rank", "Model", "Backbone", "Bits", "Clean MAP", "Worst-case MAP", "Strongest attack",
-                           "Attacks", "Seeds", "Random codes"]),
-                  _md_row(["---:", "---", "---", "---:", "---:", "---:", "---", "---:", "---:", "---:"])]
+                           *(["Unbounded"] if unbounded else []), "Attacks", "Seeds", "Random codes"]),
+                  _md_row(["---:", "---", "---", "---:", "---:", "---:", "---", *(["---:"] if unbounded else []),
+                           "---:", "---:", "---:"])]
         for e in board.entries:
             clean = fmt(e.clean) + (f" ± {fmt(e.clean_std)}" if e.clean_std is not None else "")
             robust = fmt(e.robust) + (f" ± {fmt(e.robust_std)}" if e.robust_std is not None else "")
@@ -251,8 +257,11 @@ def to_markdown(report: Report) -> str:
                                   + (" ‡" if e.unhealthy else ""),
                                   md_escape(label("backbone", e.backbone)), str(e.bits), clean, robust,
                                   md_escape(label("attack", e.strongest)) if e.strongest else MISSING,
+                                  *([fmt(e.unbounded)] if unbounded else []),
                                   f"{len(e.attacks)}" + (" †" if e.missing else ""), str(e.seeds), fmt(e.chance)]))
-        lines += ["", "Worst-case MAP (%): per seed the lowest MAP under any attack, mean ± std over seeds; "
+        lines += ["", "Worst-case MAP (%): per seed the lowest MAP under any ε-bounded attack, mean ± std over seeds; "
+                      + ("unbounded: the lowest MAP under an attack without an ε-ball (not in the worst case); "
+                         if unbounded else "") +
                       "† evaluated on fewer attacks than the other models; random codes: the MAP of random "
                       "balanced codes on the same split.", ""]
         lines += [f"‡ {md_escape(model_label(e.method, e.defense, with_method=True))} (rank {e.rank}): "
@@ -320,7 +329,7 @@ def to_json(report: Report) -> str:
          "clean": e.clean, "clean_std": e.clean_std, "robust": e.robust, "robust_std": e.robust_std,
          "strongest_attack": e.strongest, "attacks": e.attacks, "missing_attacks": e.missing, "seeds": e.seeds,
          "chance": e.chance, "distinct_codes": e.distinct_codes, "bit_balance": e.bit_balance,
-         "unhealthy": e.unhealthy}
+         "unhealthy": e.unhealthy, "unbounded": e.unbounded, "unbounded_attacks": e.unbounded_attacks}
         for e in b.entries]} for b in report.boards]
     document = {
         "schema": "hashbench.report", "schema_version": REPORT_SCHEMA_VERSION, "run": report.run.name,

@@ -193,11 +193,15 @@ def _leaderboard_view(boards: list[Board]) -> list[dict[str, Any]]:
                 "distinct_v": _sort_value(e.distinct_codes),
                 "balance": MISSING if e.bit_balance is None else f"{e.bit_balance:.2f}",
                 "unhealthy": e.unhealthy,
+                "unbounded": _num(e.unbounded), "unbounded_v": _sort_value(e.unbounded),
+                "unbounded_attacks": ", ".join(label("attack", a) for a in e.unbounded_attacks),
             })
         flagged = [(e["rank"], e["model"], e["unhealthy"]) for e in entries if e["unhealthy"]]
+        unbounded = sorted({a for e in board.entries for a in e.unbounded_attacks})
         views.append({"dataset": label("dataset", board.dataset), "attacks": len(board.attacks),
                       "attack_names": ", ".join(label("attack", a) for a in board.attacks), "entries": entries,
-                      "flagged": flagged})
+                      "flagged": flagged,
+                      "unbounded": ", ".join(label("attack", a) for a in ordered("attack", unbounded))})
     return views
 
 
