@@ -262,14 +262,13 @@ def table_4(stats: Stats, papers: PaperNumbers) -> list[Layout]:
                     [cell(d, method, bb, bits, df, a, prefer="cgat-table4") for d, bb, df in coords],
                     note=note("attack", a)) for a in attacks]
         _mark_best(rows, "min", skip=[label("attack", CLEAN)])
-        chance = chance_row(stats, rows)
         fallback = "" if bits == TABLE_4_BITS else f" (no {TABLE_4_BITS}-bit results in this run)"
         layouts.append(Layout(
             id=f"cgat4-{len(layouts) + 1}", kind="cgat-4",
             title=f"Attack strength: {label('method', method)}, {bits} bits{fallback}",
             caption=("MAP (%) under each attack (lower = stronger attack), mean ± std over seeds; "
                      "bold: the strongest attack of each column."),
-            row_header="Attack", columns=columns, groups=[RowGroup(None, rows + ([chance] if chance else []))],
+            row_header="Attack", columns=columns, groups=[RowGroup(None, _with_chance(stats, rows))],
         ))
     return layouts
 
