@@ -272,7 +272,8 @@ def run_encode(ctx: StageContext, stage: Stage) -> Artifact:
     with ctx.reporter.task("encode", total) as advance:
         tensors = {name: encode_images(model, dataset, getattr(split, name), ctx.device, advance)
                    for name in ("database", "train", "query")}
-    return Artifact(tensors, {"wall_s": time.perf_counter() - start})
+    # the model's code health, once per model (every evaluation of it copies it into its record)
+    return Artifact(tensors, {"wall_s": time.perf_counter() - start, "code_health": code_health(tensors["database"])})
 
 
 def _attack_context(ctx: StageContext, stage: Stage, attack, generator: torch.Generator) -> AttackContext:
@@ -386,7 +387,8 @@ def _finite_or_none(values) -> list[float | None]:
 def run_evaluate(ctx: StageContext, stage: Stage) -> Artifact:
     spec = stage.spec
     dataset, split = _split_of(ctx, stage.inputs["split"])
-    encoded = ctx.artifact(stage.inputs["encode"]).tensors
+    encode = ctx.artifact(stage.inputs["encode"])
+    encoded = encode.tensors
     db_codes = encoded["database"]
     if spec["attack"] is None:
         query_codes = encoded["query"]
@@ -402,7 +404,7 @@ def run_evaluate(ctx: StageContext, stage: Stage) -> Artifact:
         "num_queries": len(split.query),
         "num_database": len(split.database),
         "chance": ctx.artifact(stage.inputs["chance"]).meta["chance"] if "chance" in stage.inputs else None,
-        "code_health": code_health(db_codes),
+        "code_health": encode.meta.get("code_health") or code_health(db_codes),  # older encode artifacts lack it
     }
     if spec["attack"] is None or spec["attack"]["targeted"]:  # clean: the t-MAP a targeted attack starts from
         metrics["t_map"] = map_at_k(query_codes, db_codes, split.target_labels, db_labels, topk=topk)
