@@ -217,14 +217,23 @@ def _warn(message: str) -> None:
 
 
 def _fmt_seconds(s: float | None) -> str:
+    """A duration for people: ``8.5s``, ``42s``, ``15m 0s``, ``2h 5m``, ``1.5d``.
+
+    Rounded once, to the unit shown last, before it is split, so 899.7 s is ``15m 0s``
+    (never ``14m 60s``) and 3599.6 s is ``1h 0m``.
+    """
     if s is None:
         return "unknown"
-    if s < 60:
-        return f"{s:.1f}s" if s < 10 else f"{s:.0f}s"
-    if s < 3600:
-        return f"{s / 60:.0f}m {s % 60:02.0f}s"
-    if s < 86400:
-        return f"{s // 3600:.0f}h {s % 3600 / 60:02.0f}m"
+    if round(s, 1) < 10:
+        return f"{s:.1f}s"
+    if round(s) < 60:
+        return f"{round(s)}s"
+    if round(s) < 3600:
+        minutes, seconds = divmod(round(s), 60)
+        return f"{minutes}m {seconds}s"
+    if round(s / 60) < 24 * 60:
+        hours, minutes = divmod(round(s / 60), 60)
+        return f"{hours}h {minutes}m"
     return f"{s / 86400:.1f}d"
 
 
@@ -262,7 +271,8 @@ def _print_plan(plan, root: Path, device: str, as_json: bool) -> None:
         return
     title = f"plan: grid {markup(plan.grid_name)}, profile {markup(plan.profile_name)}, {len(plan.cells)} cells"
     table = Table(title=title, caption=f"estimates for {device_label(torch_device)}; basis: timings = earlier "
-                                       "runs on this device, flops = FLOPs / measured matmul rate (a lower bound)")
+                                       "runs on this device, flops = FLOPs / measured matmul rate (an estimate, "
+                                       "not a bound)")
     for col in ("stage", "total", "cached", "to run", "FLOPs", "estimated time", "basis"):
         table.add_column(col, justify="left" if col in ("stage", "basis") else "right")
     for r in [row.as_dict() for row in rows] + [total]:
