@@ -308,6 +308,48 @@ def plan(grid: str, profile: str | None, overrides: tuple[str, ...], device: str
 
 
 @main.command()
+@grid_option
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]),
+              help="Device a run would use.")
+@click.option("--pretrained", default=None,
+              help="Check as `run --pretrained` would use: 'imagenet', 'none' or a state_dict file.")
+@results_option
+@registry_option
+@_user_errors
+def doctor(grid: str, device: str, pretrained: str | None, results_dir: str | None,
+           registry_path: str | None) -> None:
+    """Check that a grid can run here: data, weights, device, disk; each problem with its fix.
+
+    Exit code 0: the grid can run; 1: a problem was found; 2: a mistake in the input.  Writes nothing.
+    """
+    import warnings
+
+    from .config import load_config
+    from .doctor import diagnose
+    from .results import check_results_path
+
+    root = check_results_path(_results_dir(results_dir))
+    with warnings.catch_warnings():  # unlabelled rows and the like are findings, not warnings
+        warnings.simplefilter("ignore")
+        plan_ = _plan(registry_path, grid, None, (), pretrained, require_data=False)
+    findings = diagnose(load_config(registry_path), plan_, root, device)
+    console = Console(highlight=False, soft_wrap=True)
+    console.print(f"doctor: grid {markup(plan_.grid_name)}, profile {markup(plan_.profile_name)}, "
+                  f"{len(plan_.cells)} cells")
+    for f in findings:
+        tag = "[red]problem[/]" if not f.ok else "[yellow]note[/]   " if f.warning else "[green]ok[/]     "
+        console.print(f"{tag} {markup(f.subject)}: {markup(f.detail)}")
+        if f.fix:
+            console.print(f"        fix: {markup(f.fix)}")
+    problems = sum(not f.ok for f in findings)
+    if problems:
+        console.print(f"[red]{problems} problem{'s' if problems > 1 else ''}[/]: fix them, then run "
+                      "`hashbench doctor` again")
+        sys.exit(1)
+    console.print("[green]the grid can run here[/]")
+
+
+@main.command()
 @click.option("--run", "run_name", default=None, help="Run name or folder (default: the latest run).")
 @click.option("--html", is_flag=True, help="Write index.html (the default when no format is given).")
 @click.option("--latex", is_flag=True, help="Write tables.tex: booktabs tables laid out as the papers'.")

@@ -17,7 +17,11 @@ the number of image passes the stage makes:
 
 Seconds: for each stage kind and plugin, earlier runs on the same device give seconds per
 FLOP (``timings.jsonl``); without history, FLOPs divided by this device's measured matrix-multiply
-rate, which is a lower bound (networks reach a fraction of it).
+rate: an estimate, not a bound.  It is a lower bound on time only if that matmul rate is an upper
+bound on the network's rate (and the count no more than what runs); on a CPU convolutions can beat a
+512² matmul, and the ``demo`` grid ran in half its FLOP estimate (issue 19).
+
+Disk: :func:`stage_bytes` sizes each stage's artifact (model checkpoints from the parameter count).
 """
 
 from __future__ import annotations
@@ -106,16 +110,39 @@ def class_flops(cls: Callable[..., nn.Module], args: tuple, *input_shapes: tuple
     return module_flops(lambda: cls(*args), *input_shapes)
 
 
-@functools.lru_cache(maxsize=64)
-def _forward_flops(backbone_json: str, image_size: int, bits: int) -> int:
+def _hash_model_builder(backbone_json: str, image_size: int, bits: int) -> Callable[[], nn.Module]:
+    """A function building the hash model of a backbone spec, without ImageNet weights (counting
+    needs the architecture only)."""
     from .models.hash_model import HashModel
 
     backbone = json.loads(backbone_json)
     params = dict(backbone["params"])
     if "pretrained" in params:
-        params["pretrained"] = "none"  # counting needs the architecture only
+        params["pretrained"] = "none"
     plugin = registries.backbones.create(backbone["name"], params)
-    return module_flops(lambda: HashModel(plugin.build(image_size), bits), (1, 3, image_size, image_size))
+    return lambda: HashModel(plugin.build(image_size), bits)
+
+
+@functools.lru_cache(maxsize=64)
+def _forward_flops(backbone_json: str, image_size: int, bits: int) -> int:
+    return module_flops(_hash_model_builder(backbone_json, image_size, bits), (1, 3, image_size, image_size))
+
+
+@functools.lru_cache(maxsize=64)
+def _state_numel(backbone_json: str, image_size: int, bits: int) -> int:
+    build = _hash_model_builder(backbone_json, image_size, bits)
+    try:
+        with torch.device("meta"):  # no memory, no weights: only the shapes
+            net = build()
+    except Exception:
+        net = build()
+    return sum(t.numel() for t in net.state_dict().values())
+
+
+def checkpoint_bytes(backbone: dict[str, Any], image_size: int, bits: int) -> int:
+    """Bytes of a stored hash model: its state's element count (built on the meta device) × 4 (fp32)."""
+    spec = {"name": backbone["name"], "params": backbone["params"]}
+    return 4 * _state_numel(canonical_json(spec), image_size, bits)
 
 
 def forward_flops(backbone: dict[str, Any], image_size: int, bits: int) -> int:
@@ -175,6 +202,51 @@ def _prepare_flops(attack: dict[str, Any], sizes: PrepareSizes) -> int | None:
     except Exception:
         return None
     return int(flops) if flops is not None else None
+
+
+#: bytes every artifact adds to its tensors: manifest, metadata, safetensors headers (about)
+ARTIFACT_OVERHEAD = 4096
+#: an evaluate or chance artifact: metrics, curves and example rankings, all small (about)
+SMALL_ARTIFACT = 64 * 1024
+
+
+def stage_bytes(stage: Stage, sizes: Sizes | None) -> int | None:
+    """About what the artifact of ``stage`` will take on disk; ``None`` if unknown.
+
+    A simple model, meant for "is there room", not for accounting:
+
+    | stage | bytes (plus :data:`ARTIFACT_OVERHEAD`) |
+    |---|---|
+    | split | 8 · (|train| + |query| + |database|) + |query| · classes (indices, target labels) |
+    | chance, evaluate | :data:`SMALL_ARTIFACT` |
+    | pretrain | checkpoint of the backbone with a head of one output per class |
+    | train, defend | checkpoint: the hash model's state elements (counted on the meta device) × 4 |
+    | encode | (|database| + |train| + |query|) · bits (int8 codes) |
+    | attack | |query| · (bits + 12) + 2 · 4 · 3 · side² (codes, three norms, two example batches) |
+    | prepare | unknown (the attack's own state: a prototype net, a generator) |
+    """
+    if stage.kind in ("chance", "evaluate"):
+        return SMALL_ARTIFACT + ARTIFACT_OVERHEAD
+    if sizes is None or stage.kind == "prepare":
+        return None
+    items = sizes.train + sizes.query + sizes.database
+    if stage.kind == "split":
+        return 8 * items + sizes.query * (sizes.classes or 0) + ARTIFACT_OVERHEAD
+    if stage.kind == "pretrain":
+        if not sizes.classes:
+            return None
+        return checkpoint_bytes(stage.spec["backbone"], sizes.image_size, sizes.classes) + ARTIFACT_OVERHEAD
+    train = _train_stage(stage)
+    if train is None:
+        return None
+    bits = train.spec["bits"]
+    if stage.kind in ("train", "defend"):
+        return checkpoint_bytes(train.spec["backbone"], sizes.image_size, bits) + ARTIFACT_OVERHEAD
+    if stage.kind == "encode":
+        return items * bits + ARTIFACT_OVERHEAD
+    if stage.kind == "attack":
+        return sizes.query * (bits + 12) + 2 * 4 * 3 * sizes.image_size**2 + ARTIFACT_OVERHEAD
+    return None
 
 
 def split_stage(stage: Stage) -> Stage:
