@@ -77,6 +77,17 @@ def main() -> None:
     """
 
 
+@main.group()
+def data() -> None:
+    """Prepare the real datasets: ``data build NAME --from DIR`` writes the list files a grid reads."""
+
+
+from .data.builders.command import build as _data_build  # noqa: E402  (after main: it is added to `data`)
+
+_data_build.callback = _user_errors(_data_build.callback)
+data.add_command(_data_build)
+
+
 def _plan(registry_path: str | None, grid: str, profile: str | None, overrides: tuple[str, ...] = (),
           pretrained: str | None = None, amp: str | None = None, amp_attacks: bool = False,
           require_data: bool = True):
