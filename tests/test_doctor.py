@@ -78,7 +78,7 @@ def test_demo_grid_can_run_and_names_the_device(tmp_path: Path) -> None:
 
 
 def test_missing_root_names_the_root_and_the_build_command(tmp_path: Path) -> None:
-    absent = tmp_path / "data" / "flickr25k"
+    absent = tmp_path / "[bold]data[/]" / "flickr25k"  # printed as text, never read as markup
     reg = registry(tmp_path, absent, name="flickr25k")
     result = doctor(tmp_path, "--grid", "check", "--registry", str(reg))
     assert result.exit_code == 1, result.output
@@ -123,6 +123,21 @@ def test_a_corrupt_sampled_image_names_the_image_and_its_list_line(tmp_path: Pat
     assert "fix: replace the file or remove its line" in out
 
 
+def test_missing_list_files_or_images_are_named(tmp_path: Path) -> None:
+    root = write_lists(tmp_path / "data")
+    reg = registry(tmp_path, root)
+    (root / "img" / "3.png").unlink()
+    result = doctor(tmp_path, "--grid", "check", "--registry", str(reg))
+    assert result.exit_code == 1, result.output
+    assert f"problem dataset lists: cannot be opened: {root / 'train.txt'}:4: image {root / 'img' / '3.png'} " \
+           "does not exist" in result.output
+    (root / "test.txt").unlink()
+    result = doctor(tmp_path, "--grid", "check", "--registry", str(reg))
+    assert result.exit_code == 1, result.output
+    assert f"cannot be opened: list files not found in {root}" in result.output
+    assert f"fix: put the images and list files under {root}, or set datasets.lists.params.root" in result.output
+
+
 def test_imagenet_weights_not_cached(tmp_path: Path, torch_home: Path) -> None:
     root = write_lists(tmp_path / "data")
     reg = registry(tmp_path, root, backbone="alexnet")
@@ -136,6 +151,7 @@ def test_imagenet_weights_not_cached(tmp_path: Path, torch_home: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "backbone alexnet: random initialisation" in result.output
 
+    assert not torch_home.exists()  # looked up, never created
     cache.parent.mkdir(parents=True)
     cache.write_bytes(b"")
     result = doctor(tmp_path, "--grid", "check", "--registry", str(reg))
@@ -149,6 +165,18 @@ def test_too_little_disk_asks_for_space(tmp_path: Path, monkeypatch: pytest.Monk
     assert result.exit_code == 1, result.output
     assert "problem disk: 1000 B free" in result.output
     assert "fix: free 1 GiB there, or pass --results-dir on a larger disk" in result.output
+
+
+def test_a_cuda_device_is_named_with_its_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from hashbench.doctor import check_device
+
+    monkeypatch.setattr("hashbench.executors.worker.resolve_device", lambda name: torch.device("cuda", 0))
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda device: SimpleNamespace(name="NVIDIA H200", total_memory=140 * 2**30))
+    finding, device = check_device("cuda")
+    assert finding.ok and finding.detail == "CUDA NVIDIA H200, 140.0 GiB" and device == torch.device("cuda", 0)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
