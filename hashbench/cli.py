@@ -71,9 +71,9 @@ def main() -> None:
     """hashbench: how robust is a deep-hashing model, under every attack, with every defense?
 
     \b
-    Exit codes: 0 success; 1 some cells failed (run) or a difference above
-    --threshold (compare); 2 a mistake in the input (unknown name, bad value,
-    malformed file), reported before any work.
+    Exit codes: 0 success; 1 some cells failed (run), a difference above
+    --threshold (compare) or a problem found (doctor); 2 a mistake in the input
+    (unknown name, bad value, malformed file), reported before any work.
     """
 
 
