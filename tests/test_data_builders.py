@@ -293,3 +293,25 @@ def test_build_then_run_a_grid_on_it(tmp_path: Path, config) -> None:
                                        "--quiet", "--no-report"])
     assert result.exit_code == 0, (result.output, result.exception)
     assert (tmp_path / "results" / "mini-flickr" / "run.json").is_file()
+
+
+def test_the_archives_to_table1_path(tmp_path: Path, config, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The issue's path, in the registry's own layout: `data build` of every dataset into data/<name>,
+    `doctor` on the paper grids, then a slice of `table1` (AlexNet at 224, smoke profile) on the CPU."""
+    monkeypatch.chdir(tmp_path)
+    for name, args in (("flickr25k", ("6", "12")), ("nuswide21", ("5", "10")), ("mscoco", ("4", "8"))):
+        src = MAKERS[name][0](tmp_path / f"src-{name}")
+        result = CliRunner().invoke(main, ["data", "build", name, "--from", str(src), "--num-query", args[0],
+                                           "--num-train", args[1], "--quiet"])
+        assert result.exit_code == 0, (name, result.output, result.exception)
+        assert (tmp_path / "data" / name / "test.txt").is_file()
+    common = ["--registry", str(config.path), "--results-dir", str(tmp_path / "results")]
+    for grid in ("table1", "table4"):
+        result = CliRunner().invoke(main, ["doctor", "--grid", grid, "--pretrained", "none", *common])
+        assert result.exit_code == 0, (grid, result.output, result.exception)
+    result = CliRunner().invoke(main, ["run", "--grid", "table1", "--profile", "smoke", "--pretrained", "none",
+                                       "--set", "bits=[16]", "--set", "defenses=[none]", "--set", "attacks=[p2p]",
+                                       "--quiet", "--no-report", *common])
+    assert result.exit_code == 0, (result.output, result.exception)
+    records = (tmp_path / "results" / "table1" / "run.json")
+    assert records.is_file()
