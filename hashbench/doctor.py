@@ -25,13 +25,10 @@ if TYPE_CHECKING:
     import torch
 
     from .data.base import HashDataset
-    from .plan import Plan, Stage
+    from .plan import Plan
 
 #: images decoded per list (evenly spaced through it, always its first and last)
 SAMPLES_PER_LIST = 8
-#: datasets ``hashbench data build NAME --from DIR`` builds from their original distributions
-#: (the names of :mod:`hashbench.data.builders`)
-BUILDABLE = ("flickr25k", "nuswide21", "mscoco")
 _SPLIT_ORDER = ("query", "train", "database")
 
 
@@ -65,7 +62,9 @@ def plan_datasets(plan: Plan) -> list[tuple[str, dict[str, Any]]]:
 
 def _data_fix(name: str, root: str, registry: Path) -> str:
     place = f"put the images and list files under {root}, or set datasets.{name}.params.root in {registry}"
-    if name in BUILDABLE:
+    from .data.builders.command import NAMES  # what ``hashbench data build NAME --from DIR`` builds
+
+    if name in NAMES:
         out = "" if Path(root) == Path("data") / name else f" --out {root}"  # the builder's default is data/NAME
         return f"hashbench data build {name} --from DIR{out} (DIR: the downloaded original files); or {place}"
     return place
@@ -87,7 +86,8 @@ def check_dataset(config: Config, name: str, spec: dict[str, Any], plan: Plan) -
     dataset = plan.datasets.get(dataset_key(spec))
     if dataset is None:
         why = plan.unavailable.get(name, "it could not be opened")
-        return [Finding(subject, False, f"cannot be opened: {why}", _data_fix(name, str(root or "its root"), config.path))]
+        fix = _data_fix(name, str(root or "its root"), config.path)
+        return [Finding(subject, False, f"cannot be opened: {why}", fix)]
     return [*check_counts(name, dataset, decl), *check_unlabelled(name, dataset, spec),
             *check_images(name, dataset)]
 
@@ -270,7 +270,8 @@ def check_disk(plan: Plan, results_dir: Path) -> Finding:
     needed, unknown = artifact_bytes(plan, results_dir)
     free = free_bytes(results_dir)
     extra = f" ({unknown} stages of unknown size not counted)" if unknown else ""
-    detail = f"{format_bytes(free)} free for {results_dir}; the artifacts to write need about {format_bytes(needed)}{extra}"
+    detail = (f"{format_bytes(free)} free for {results_dir}; the artifacts to write need about "
+              f"{format_bytes(needed)}{extra}")
     if free is None:
         return Finding("disk", True, detail, warning=True)
     if free >= needed:

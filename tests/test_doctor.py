@@ -112,6 +112,26 @@ def test_present_list_dataset_reports_counts_samples_and_notes(tmp_path: Path) -
     assert tree(tmp_path) == before  # nothing written
 
 
+def test_table1_on_a_built_miniature_flickr25k(tmp_path: Path) -> None:
+    """``data build`` then ``doctor --grid table1``: green, and the miniature's split is named as
+    differing from the paper's."""
+    from test_data_builders import build, make_flickr
+
+    out = tmp_path / "data" / "flickr25k"
+    assert build("flickr25k", make_flickr(tmp_path / "src", n=48), out, "--num-query", "8",
+                 "--num-train", "24").exit_code == 0
+    raw = yaml.safe_load(default_registry_path().read_text())
+    raw["datasets"]["flickr25k"]["params"].update(root=str(out), image_size=32, resize=32)
+    reg = tmp_path / "registry.yaml"
+    reg.write_text(yaml.safe_dump(raw, sort_keys=False))
+    result = doctor(tmp_path, "--grid", "table1", "--registry", str(reg), "--pretrained", "none")
+    assert result.exit_code == 0, result.output
+    out_text = result.output
+    assert "dataset flickr25k: 48 items; lists: query 8, train 24, database 40" in out_text
+    assert "query 8 (declared 1,000), train 24 (declared 5,000), database 40 (declared 24,000)" in out_text
+    assert "sampled images decode (query 8/8, train 8/8, database 8/8)" in out_text
+
+
 def test_a_corrupt_sampled_image_names_the_image_and_its_list_line(tmp_path: Path) -> None:
     root = write_lists(tmp_path / "data")
     (root / "img" / "0.png").write_bytes(b"not a png")
