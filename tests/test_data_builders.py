@@ -232,6 +232,16 @@ def test_an_existing_output_needs_force_and_copy_makes_it_standalone(tmp_path: P
     assert open_lists(out, 38).labels.shape == (40, 38)
 
 
+def test_force_replaces_only_an_earlier_build(tmp_path: Path) -> None:
+    src = make_flickr(tmp_path / "src")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "train.txt").write_text("mine 1\n")
+    result = build("flickr25k", src, out, "--num-query", "5", "--num-train", "10", "--force")
+    assert result.exit_code == 2 and "no build.json" in result.output
+    assert (out / "train.txt").read_text() == "mine 1\n"
+
+
 def _peer_lists(tmp_path: Path, fmt: str) -> tuple[Path, Path]:
     """A peer's FLICKR lists with a foreign path prefix, a duplicated train line, train ⊄ database."""
     images = make_flickr(tmp_path / "src") / "mirflickr"

@@ -9,6 +9,7 @@ copies) and ``build.json`` (:mod:`.output`), and prints counts against the paper
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -87,6 +88,9 @@ def _build(spec: DatasetSpec, name: str, source_dir: Path, out: Path, seed: int,
             raise UserError(f"--image-root is for a peer's list files; {source_dir} holds none "
                             "(train.txt/test.txt/database.txt or *_img.txt + *_label.txt)")
         source = spec.read(source_dir, reporter, skip_missing)
+    if len(set(source.paths)) != len(source.paths):
+        twice = next(p for p, n in Counter(source.paths).items() if n > 1)
+        raise DataError(f"{source_dir}: image {twice} is listed twice ({source.layout}); each image may appear once")
     if len(source.classes) != spec.num_classes:
         raise DataError(f"{source_dir}: {len(source.classes)} classes, but {name} has {spec.num_classes}")
     nq = spec.num_query if num_query is None else num_query

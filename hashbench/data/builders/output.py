@@ -28,11 +28,15 @@ FORMAT = "hashbench-build-v1"
 
 
 def check_target(out: Path, force: bool) -> None:
-    """Refuse an existing, non-empty ``out`` unless ``force`` (before any work is done)."""
+    """Refuse an existing, non-empty ``out`` unless it is an earlier build and ``force`` (before any work)."""
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise UserError(f"{out} exists and is not a folder; choose another --out")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise UserError(f"{out} already exists; pass --force to replace it, or choose another --out")
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / "build.json").is_file():
+            raise UserError(f"{out} holds files that no 'hashbench data build' wrote (no build.json); "
+                            "move them away or choose another --out: --force replaces only an earlier build")
+        if not force:
+            raise UserError(f"{out} already exists; pass --force to replace it, or choose another --out")
 
 
 @contextlib.contextmanager
