@@ -2,7 +2,8 @@
 
 Layout of ``--from DIR``::
 
-    DIR/ImageList/Imagelist.txt                  one image per line (``C:\\ImageData\\Flickr\\actor\\0001_2124494179.jpg``)
+    DIR/ImageList/Imagelist.txt                  one image per line, e.g.
+                                                 ``C:\\ImageData\\Flickr\\actor\\0001_2124494179.jpg``
     DIR/Groundtruth/AllLabels/Labels_<concept>.txt   one 0/1 per line, in image-list order (81 files)
     DIR/Flickr/<folder>/<image>.jpg              the images (or flat: DIR/images/<image>.jpg)
 
@@ -84,7 +85,7 @@ def read(root: Path, reporter: Reporter, skip_missing: bool = False) -> Source:
     keep = labels.any(axis=1)
     notes = {"dropped: none of the 21 concepts": int((~keep).sum())}
     if len(files) != 81:
-        notes[f"concept files read (81 in the distribution)"] = len(files)
+        notes["concept files read (81 in the distribution)"] = len(files)
     kept = np.flatnonzero(keep)
     if not len(kept):
         raise DataError(f"{label_dir}: no image has any of the 21 most frequent concepts")

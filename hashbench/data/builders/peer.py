@@ -124,7 +124,8 @@ def read(root: Path, fmt: str, num_classes: int, image_root: Path, reporter: Rep
     unlabeled = int((label_array.sum(axis=1) == 0).sum())
     if unlabeled:
         notes["unlabeled images (kept)"] = unlabeled
-    present = check_images(image_root, paths, skip_missing=skip_missing, reporter=reporter, source=f"the lists in {root}")
+    present = check_images(image_root, paths, skip_missing=skip_missing, reporter=reporter,
+                           source=f"the lists in {root}")
     if not present.all():
         notes["images missing (skipped)"] = int((~present).sum())
         renumber = np.cumsum(present) - 1

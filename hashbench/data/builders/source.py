@@ -28,4 +28,5 @@ class Source:
 
     def __post_init__(self) -> None:
         if self.labels.shape != (len(self.paths), len(self.classes)):
-            raise ValueError(f"labels {self.labels.shape} do not match {len(self.paths)} paths × {len(self.classes)} classes")
+            raise ValueError(f"labels {self.labels.shape} do not match "
+                             f"{len(self.paths)} paths × {len(self.classes)} classes")
