@@ -275,6 +275,14 @@ def test_a_peers_lists_keep_their_split(fmt: str, tmp_path: Path) -> None:
     assert len(ds.predefined_split().train) == 20
 
 
+def test_a_blank_line_inside_a_pair_is_refused(tmp_path: Path) -> None:
+    lists, images = _peer_lists(tmp_path, "pair")
+    text = (lists / "test_img.txt").read_text().splitlines(keepends=True)
+    (lists / "test_img.txt").write_text("".join([*text[:2], "\n", *text[2:-1]]))
+    result = build("flickr25k", lists, tmp_path / "out", "--image-root", str(images))
+    assert result.exit_code == 2 and "test_img.txt:3: blank line" in result.output
+
+
 def test_a_peers_lists_of_another_width_are_refused(tmp_path: Path) -> None:
     lists, images = _peer_lists(tmp_path, "single")
     result = build("nuswide21", lists, tmp_path / "out", "--image-root", str(images))

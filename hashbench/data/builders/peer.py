@@ -45,6 +45,19 @@ def _labels(tokens: list[str], width: int, file: Path, line: int) -> bytes:
     return bytes(int(t) for t in tokens)
 
 
+def _lines(file: Path) -> list[str]:
+    """The lines of one file of a pair, trailing blank lines removed; a blank line inside is an error
+    (it would shift every later path against its labels)."""
+    lines = read_text(file).splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    blank = next((i for i, line in enumerate(lines, 1) if not line.strip()), None)
+    if blank is not None:
+        raise DataError(f"{file}:{blank}: blank line inside the list; the two files of a pair are matched "
+                        "line by line, remove it")
+    return lines
+
+
 def _read(root: Path, fmt: str, stem: str, width: int) -> list[Row]:
     if fmt == "single":
         file = root / f"{stem}.txt"
@@ -55,8 +68,8 @@ def _read(root: Path, fmt: str, stem: str, width: int) -> list[Row]:
                 rows.append((tokens[0], _labels(tokens[1:], width, file, line_no), file, line_no))
         return rows
     img_file, label_file = root / f"{stem}_img.txt", root / f"{stem}_label.txt"
-    paths = [line.strip() for line in read_text(img_file).splitlines() if line.strip()]
-    labels = [line.split() for line in read_text(label_file).splitlines() if line.strip()]
+    paths = [line.strip() for line in _lines(img_file)]
+    labels = [line.split() for line in _lines(label_file)]
     if len(paths) != len(labels):
         raise DataError(f"{img_file} has {len(paths)} paths but {label_file} has {len(labels)} label rows; "
                         "the two files of a pair list the same items in the same order")
