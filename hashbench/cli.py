@@ -257,33 +257,38 @@ def _fmt_flops(f: int | None) -> str:
     return f"{f:.0f} FLOP"
 
 
-def _print_plan(plan, root: Path, device: str, as_json: bool) -> None:
-    from .cost import estimate_plan
-    from .runner import resolve_device
-    from .store import ArtifactStore
-    from .timings import device_label, read_timings
+def _print_plan(plan, root: Path, device: str, as_json: bool, rate=None) -> None:
+    """The plan table (or ``--json``): per stage kind, per member grid, the union's total and its bytes.
 
+    ``rate`` (:class:`hashbench.devices.Rate`) prices the plan on a device that is not here;
+    ``None`` estimates for ``device`` of this machine.
+    """
+    from .pricing import bytes_by_kind, estimator, format_hours, member_totals, rate_caption, total_row
     from .results import check_results_path
+    from .store import ArtifactStore, format_bytes
 
     store = ArtifactStore(check_results_path(root) / "store")
-    torch_device = resolve_device(device)
-    rows = estimate_plan(plan, store, torch_device, read_timings(store))
-    known = [r.estimated_s for r in rows]
-    total = {"stage": "total", "total": sum(r.total for r in rows), "cached": sum(r.cached for r in rows),
-             "to_run": sum(r.to_run for r in rows),
-             "flops": None if any(r.flops is None for r in rows) else sum(r.flops for r in rows),
-             "estimated_s": None if None in known else sum(known),
-             "basis": "+".join(sorted({p for r in rows if r.basis for p in r.basis.split("+")})) or None}
+    estimate, label, unit = estimator(store, device, rate)
+    rows = estimate(plan)
+    sizes = bytes_by_kind(plan, store)
+    total = total_row(rows, sizes)
+    members = member_totals(plan, store, estimate)
     if as_json:
+        pricing = rate.as_dict() if rate is not None else {"name": device, "label": label,
+                                                           "basis": "timings, else the measured matmul rate"}
+        stages = [{**r.as_dict(), "bytes": sizes[r.stage].known, "bytes_unknown": sizes[r.stage].unknown}
+                  for r in rows]
         click.echo(json.dumps({"grid": plan.grid_name, "grids": plan.members, "profile": plan.profile_name,
-                               "cells": len(plan.cells), "device": device_label(torch_device),
-                               "amp": plan.options.amp, "stages": [r.as_dict() for r in rows], "total": total,
+                               "cells": len(plan.cells), "device": label, "pricing": pricing,
+                               "amp": plan.options.amp, "stages": stages, "total": total,
+                               "member_totals": [m.as_dict() for m in members],
                                "unavailable": plan.unavailable}, indent=2))
         return
     title = f"plan: grid {markup(plan.grid_name)}, profile {markup(plan.profile_name)}, {len(plan.cells)} cells"
-    table = Table(title=title, caption=f"estimates for {device_label(torch_device)}; basis: timings = earlier "
-                                       "runs on this device, flops = FLOPs / measured matmul rate (an estimate, "
-                                       "not a bound)")
+    caption = (rate_caption(rate, plan.options.amp, plan.options.amp_attacks) if rate is not None else
+               f"estimates for {label}; basis: timings = earlier runs on this device, flops = FLOPs / measured "
+               "matmul rate (an estimate, not a bound)")
+    table = Table(title=title, caption=markup(caption))
     for col in ("stage", "total", "cached", "to run", "FLOPs", "estimated time", "basis"):
         table.add_column(col, justify="left" if col in ("stage", "basis") else "right")
     for r in [row.as_dict() for row in rows] + [total]:
@@ -293,29 +298,68 @@ def _print_plan(plan, root: Path, device: str, as_json: bool) -> None:
                       markup(r["basis"] or "-"), end_section=r["stage"] == rows[-1].stage)
     console = Console()
     console.print(table)
+    if members:
+        console.print(_member_table(plan.grid_name, members, total, unit))
+    unknown = f" ({total['bytes_unknown']} stages of unknown size not counted)" if total["bytes_unknown"] else ""
+    # the time's unit is the device's: GPU-hours on a GPU, hours on a CPU
+    console.print(f"total: ≈ {format_hours(total['estimated_s'])} {unit} ({_fmt_seconds(total['estimated_s'])}) "
+                  f"on {markup(label)}; artifacts to write ≈ {format_bytes(total['bytes'])}{unknown}",
+                  highlight=False, soft_wrap=True)
     for name, why in plan.unavailable.items():
         console.print(f"[yellow]dataset {markup(name)} is not available here[/] (its stages' keys are "
                       f"provisional): {markup(why)}",
                       markup=True, highlight=False)
 
 
+def _member_table(union: str, members, total: dict[str, Any], unit: str) -> Table:
+    """Per member grid of a union: stages, to run, FLOPs, estimated hours and bytes; then the union's total."""
+    from rich import box
+
+    from .pricing import format_hours
+    from .store import format_bytes
+
+    table = Table(title=f"per grid of {markup(union)}", box=box.SIMPLE_HEAD,
+                  caption="each grid counts the stages it plans; the union counts a stage that several grids share "
+                          "once, so its total is at most the sum of the grids'. bytes+: some sizes unknown (prepare)")
+    for col in ("grid", "stages", "to run", "FLOPs", unit, "bytes"):
+        table.add_column(col, justify="left" if col == "grid" else "right")
+    lines = [(m.grid, m.stages, m.to_run, m.flops, m.estimated_s, m.bytes.known, m.bytes.unknown) for m in members]
+    lines.append((f"union {union}", total["total"], total["to_run"], total["flops"], total["estimated_s"],
+                  total["bytes"], total["bytes_unknown"]))
+    for i, (grid, stages, to_run, flops, seconds, known, unknown) in enumerate(lines):
+        cells = ([_fmt_flops(flops), format_hours(seconds),
+                  format_bytes(known) + ("+" if unknown else "")] if to_run else ["-"] * 3)
+        table.add_row(markup(grid), str(stages), str(to_run), *cells,
+                      end_section=i == len(lines) - 2)
+    return table
+
+
 @main.command()
 @grid_option
 @click.option("--profile", default=None)
 @set_option
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]),
-              help="Device whose recorded timings and speed the estimate uses.")
+@click.option("--device", default="auto", show_default=True,
+              help="auto, cpu or cuda: this machine (recorded timings, else the measured rate); or a device to "
+                   "price the grid for: h200, h100, a100, v100, rtx4090, l40s (peak TFLOPS × achieved fraction).")
+@click.option("--tflops", type=float, default=None,
+              help="Price for a device of this peak TFLOPS instead (× the achieved fraction).")
+@click.option("--achieved-fraction", type=float, default=None,
+              help="Share of peak the networks reach, with --device NAME or --tflops (default 0.4 on GPUs).")
 @amp_option
 @amp_attacks_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @results_option
 @registry_option
 @_user_errors
-def plan(grid: str, profile: str | None, overrides: tuple[str, ...], device: str, amp: str | None,
-         amp_attacks: bool, as_json: bool, results_dir: str | None, registry_path: str | None) -> None:
+def plan(grid: str, profile: str | None, overrides: tuple[str, ...], device: str, tflops: float | None,
+         achieved_fraction: float | None, amp: str | None, amp_attacks: bool, as_json: bool,
+         results_dir: str | None, registry_path: str | None) -> None:
     """Show a grid's stages by kind, how many are cached, and the estimated cost of the rest."""
+    from .pricing import resolve_rate
+
+    rate = resolve_rate(device, tflops, achieved_fraction)  # before planning: a wrong name fails at once
     plan_ = _plan(registry_path, grid, profile, overrides, None, amp, amp_attacks, require_data=False)
-    _print_plan(plan_, _results_dir(results_dir), device, as_json)
+    _print_plan(plan_, _results_dir(results_dir), device, as_json, rate)
 
 
 @main.command()

@@ -116,6 +116,8 @@ class Plan:
     #: dataset name → why it could not be opened (only with ``require_data=False``)
     unavailable: dict[str, str] = field(default_factory=dict)
     members: list[str] = field(default_factory=list)
+    #: member grid → the ids of its cells (a cell two members define is in both lists)
+    member_cells: dict[str, list[str]] = field(default_factory=dict)
     options: PlanOptions = field(default_factory=PlanOptions)
     #: split stage key → the sizes of that split (for cost estimates); absent when unknown
     sizes: dict[str, Sizes] = field(default_factory=dict)
@@ -219,6 +221,7 @@ def plan_members(config: Config, name: str, members: list[tuple[str, Grid]], pro
         profile = profile_name or grid.profile
         profiles.append(profile)
         for cell in _plan_grid(config, member, grid, config.profile(profile), where, options, plan, stages, require_data):
+            plan.member_cells.setdefault(member, []).append(cell.cell_id)
             earlier = cells.get(cell.cell_id)
             if earlier is None:
                 cells[cell.cell_id] = cell
