@@ -302,8 +302,10 @@ def _print_plan(plan, root: Path, device: str, as_json: bool, rate=None) -> None
         console.print(_member_table(plan.grid_name, members, total, unit))
     unknown = f" ({total['bytes_unknown']} stages of unknown size not counted)" if total["bytes_unknown"] else ""
     # the time's unit is the device's: GPU-hours on a GPU, hours on a CPU
-    console.print(f"total: ≈ {format_hours(total['estimated_s'])} {unit} ({_fmt_seconds(total['estimated_s'])}) "
-                  f"on {markup(label)}; artifacts to write ≈ {format_bytes(total['bytes'])}{unknown}",
+    seconds = total["estimated_s"]
+    time = ("time unknown (a stage has no FLOP count)" if seconds is None else
+            f"≈ {format_hours(seconds)} {unit} ({_fmt_seconds(seconds)})")
+    console.print(f"total: {time} on {markup(label)}; artifacts to write ≈ {format_bytes(total['bytes'])}{unknown}",
                   highlight=False, soft_wrap=True)
     for name, why in plan.unavailable.items():
         console.print(f"[yellow]dataset {markup(name)} is not available here[/] (its stages' keys are "
