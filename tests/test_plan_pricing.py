@@ -127,3 +127,15 @@ def test_this_machine_keeps_its_keys_and_adds_bytes(tmp_path):
     assert {"grid", "grids", "profile", "cells", "device", "amp", "stages", "total", "unavailable"} <= set(info)
     assert info["pricing"]["name"] == "auto" and info["member_totals"] == []  # one grid: no member table
     assert info["total"]["bytes"] > 0 and info["total"]["estimated_hours"] > 0
+
+
+def test_every_row_names_its_source_and_the_cpu_row_is_measured():
+    from hashbench.cost import matmul_flops_per_s
+    from hashbench.devices import device_rate
+
+    for spec in DEVICES.values():
+        assert spec.source and (spec.measured or (spec.fp32 and spec.fp16))
+        assert spec.achieved_fraction == (1.0 if spec.measured else ACHIEVED_FRACTION)
+    cpu = device_rate("CPU")  # names are case-insensitive
+    assert not cpu.gpu and cpu.achieved_fraction == 1.0  # a measured rate is already an achieved one
+    assert cpu.flops_per_s() == pytest.approx(matmul_flops_per_s("cpu"))
