@@ -13,6 +13,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from .devices import DEVICES
 from .errors import ArtifactError, HashbenchError, UserError
 from .terminal import markup, plain
 
@@ -342,7 +343,8 @@ def _member_table(union: str, members, total: dict[str, Any], unit: str) -> Tabl
 @set_option
 @click.option("--device", default="auto", show_default=True,
               help="auto, cpu or cuda: this machine (recorded timings, else the measured rate); or a device to "
-                   "price the grid for: h200, h100, a100, v100, rtx4090, l40s (peak TFLOPS × achieved fraction).")
+                   f"price the grid for: {', '.join(n for n in DEVICES if n != 'cpu')} (peak TFLOPS × achieved "
+                   "fraction).")
 @click.option("--tflops", type=float, default=None,
               help="Price for a device of this peak TFLOPS instead (× the achieved fraction).")
 @click.option("--achieved-fraction", type=float, default=None,

@@ -21,7 +21,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import UserError
-from .registry import unknown_name_message
 
 #: the share of peak throughput a hashing network is assumed to reach on a GPU
 ACHIEVED_FRACTION = 0.4
@@ -106,6 +105,8 @@ def device_rate(name: str, achieved_fraction: float | None = None) -> Rate:
     """The :class:`Rate` of a :data:`DEVICES` row; an unknown name is a :class:`UserError` with a suggestion."""
     spec = DEVICES.get(name.lower())
     if spec is None:
+        from .registry import unknown_name_message  # the project's one did-you-mean
+
         choices = [*DEVICES, *(n for n in LOCAL if n not in DEVICES)]
         raise UserError(f"--device: {unknown_name_message('device', name, choices)}")
     fraction = _fraction(achieved_fraction, spec.achieved_fraction)
