@@ -283,7 +283,7 @@ def _print_plan(plan, root: Path, device: str, as_json: bool, rate=None) -> None
                                "cells": len(plan.cells), "device": label, "pricing": pricing,
                                "amp": plan.options.amp, "stages": stages, "total": total,
                                "member_totals": [m.as_dict() for m in members],
-                               "unavailable": plan.unavailable}, indent=2))
+                               "unavailable": plan.unavailable, "split_notes": plan.split_notes}, indent=2))
         return
     title = f"plan: grid {markup(plan.grid_name)}, profile {markup(plan.profile_name)}, {len(plan.cells)} cells"
     caption = (rate_caption(rate, plan.options.amp, plan.options.amp_attacks) if rate is not None else
@@ -312,6 +312,9 @@ def _print_plan(plan, root: Path, device: str, as_json: bool, rate=None) -> None
         console.print(f"[yellow]dataset {markup(name)} is not available here[/] (its stages' keys are "
                       f"provisional): {markup(why)}",
                       markup=True, highlight=False)
+    for name, note in plan.split_notes.items():
+        console.print(f"[yellow]warning: dataset {markup(name)}[/]: {markup(note)}", markup=True, highlight=False,
+                      soft_wrap=True)
 
 
 def _member_table(union: str, members, total: dict[str, Any], unit: str) -> Table:

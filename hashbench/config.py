@@ -16,7 +16,7 @@ from __future__ import annotations
 import difflib
 import os
 from pathlib import Path
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError, field_validator
 
@@ -54,9 +54,28 @@ class _Strict(BaseModel):
 
 
 class SplitSpec(_Strict):
+    """The evaluation split: sizes, and whether a dataset's own split files are taken or a split is drawn.
+
+    ``mode: auto`` (the default) takes the dataset's own split (list files) where it has one and
+    draws the declared sizes otherwise; ``mode: draw`` always draws them, from all items, with the
+    run's seed (query, database = the rest or ``num_database``, train ⊂ database).
+    """
+
+    mode: Literal["auto", "draw"] = "auto"
     num_query: int = Field(gt=0, le=MAX_ITEMS)
     num_train: int = Field(gt=0, le=MAX_ITEMS)
     num_database: int | None = Field(None, gt=0, le=MAX_ITEMS)
+
+    @property
+    def draw(self) -> bool:
+        return self.mode == "draw"
+
+    def stage_spec(self) -> dict[str, Any]:
+        """The split stage's spec; ``mode`` only when not the default, so earlier keys stay valid."""
+        spec = self.model_dump()
+        if not self.draw:
+            del spec["mode"]
+        return spec
 
 
 class DatasetDecl(_Strict):
@@ -71,6 +90,12 @@ class DatasetDecl(_Strict):
                                   description="total items; sizes cost estimates when the data is absent")
     map_topk: int | None = Field(None, gt=0, le=MAX_ITEMS, description="MAP@k cut-off; null ranks the whole database")
     pn: list[int] = Field(default_factory=lambda: list(range(100, 1001, 100)))
+
+    def declared_counts(self) -> dict[str, int | None]:
+        """The split sizes declared: query, train, database (``None`` where not derivable)."""
+        s = self.split
+        database = s.num_database or (self.num_items - s.num_query if self.num_items else None)
+        return {"query": s.num_query, "train": s.num_train, "database": database}
 
     @field_validator("pn")
     @classmethod

@@ -60,7 +60,7 @@ class Sizes:
 
 def dataset_sizes(dataset: HashDataset, split_spec: dict[str, Any]) -> Sizes:
     """Sizes of the split a ``split`` stage will draw (a predefined split wins, as in ``make_split``)."""
-    predefined = dataset.predefined_split()
+    predefined = None if split_spec.get("mode") == "draw" else dataset.predefined_split()
     if predefined is not None:
         return Sizes(len(predefined.train), len(predefined.query), len(predefined.database), dataset.image_size,
                      dataset.num_classes)

@@ -102,32 +102,34 @@ def _lists(dataset: HashDataset) -> dict[str, np.ndarray]:
 
 def declared_counts(decl: DatasetDecl) -> dict[str, int | None]:
     """The split sizes the registry declares: query, train, database (``None`` where not derivable)."""
-    s = decl.split
-    database = s.num_database or (decl.num_items - s.num_query if decl.num_items else None)
-    return {"query": s.num_query, "train": s.num_train, "database": database}
+    return decl.declared_counts()
 
 
 def check_counts(name: str, dataset: HashDataset, decl: DatasetDecl) -> list[Finding]:
-    """Items per list, and whether the dataset's own split files match the declared split sizes."""
+    """Items per list, exact duplicate lines dropped, and whether the dataset's own split files match the
+    declared split sizes (the same note ``hashbench plan`` prints)."""
+    from .plan import split_note
+
     subject = f"dataset {name}"
     lists = _lists(dataset)
     counts = ", ".join(f"{split} {len(idx):,}" for split, idx in lists.items())
     fmt = getattr(dataset, "format", None)
-    found = Finding(subject, True, f"{len(dataset):,} items; lists: {counts}" + (f" ({fmt} format)" if fmt else ""))
-    if "items" in lists:
+    found = [Finding(subject, True, f"{len(dataset):,} items; lists: {counts}" + (f" ({fmt} format)" if fmt else ""))]
+    dropped = {split: n for split, n in (getattr(dataset, "duplicate_counts", None) or {}).items() if n}
+    if dropped:
+        found.append(Finding(subject, True, "lines that repeat an earlier line exactly were dropped: "
+                             + ", ".join(f"{split} {n:,}" for split, n in dropped.items()), warning=True))
+    s = decl.split
+    if "items" in lists or s.draw:
         declared = decl.num_items
+        drawn = (f"the split ({s.num_query:,} query / {s.num_train:,} train ⊂ database) is drawn from the "
+                 f"{len(dataset):,} items with the run's seed")
         if declared is not None and declared != len(dataset):
-            return [found, Finding(subject, True, f"{len(dataset):,} items, the registry declares {declared:,}; "
-                                   f"the split ({decl.split.num_query:,} query / {decl.split.num_train:,} train) "
-                                   "is drawn from the items present", warning=True)]
-        return [found]
-    declared = declared_counts(decl)
-    differ = [f"{split} {len(lists[split]):,} (declared {declared[split]:,})" for split in _SPLIT_ORDER
-              if declared[split] is not None and declared[split] != len(lists[split])]
-    if not differ:
-        return [found]
-    return [found, Finding(subject, True, "the dataset's own split files differ in size from the registry's "
-                           f"split: {', '.join(differ)}; the split files are used as they are", warning=True)]
+            return [*found, Finding(subject, True, f"{len(dataset):,} items, the registry declares {declared:,}; "
+                                    + drawn, warning=True)]
+        return [*found, Finding(subject, True, drawn)] if s.draw else found
+    note = split_note(dataset, decl)
+    return found if note is None else [*found, Finding(subject, True, note, warning=True)]
 
 
 def check_unlabelled(name: str, dataset: HashDataset, spec: dict[str, Any]) -> list[Finding]:

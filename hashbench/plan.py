@@ -25,7 +25,7 @@ from . import registries
 from .config import Config, DatasetDecl, Grid, Profile, UnionGrid
 from .cost import Sizes, dataset_sizes, declared_sizes
 from .data.base import HashDataset
-from .data.splits import check_split_sizes
+from .data.splits import check_split_sizes, own_split, size_differences
 from .errors import ConfigError, PluginError, UserError
 from .params import params_dict, validate_params
 from .registry import unknown_name_message
@@ -121,6 +121,8 @@ class Plan:
     options: PlanOptions = field(default_factory=PlanOptions)
     #: split stage key → the sizes of that split (for cost estimates); absent when unknown
     sizes: dict[str, Sizes] = field(default_factory=dict)
+    #: dataset name → how its own split files differ from the declared split (they are used as they are)
+    split_notes: dict[str, str] = field(default_factory=dict)
 
     def stages(self) -> list[Stage]:
         """Every distinct stage, inputs before the stages that use them."""
@@ -256,12 +258,22 @@ def _open_dataset(config: Config, dname: str, spec: dict[str, Any], plan: Plan, 
 
 def _check_split_fits(config: Config, dname: str, data: HashDataset, decl: DatasetDecl) -> None:
     """Split sizes the opened dataset cannot hold fail at plan time, not in every cell's split stage."""
-    if data.predefined_split() is None:
+    if own_split(data, decl.split.draw) is None:
         s = decl.split
         try:
             check_split_sizes(len(data), s.num_query, s.num_train, s.num_database)
         except ConfigError as exc:
             raise ConfigError(f"{config.path}: datasets.{dname}.{exc}") from None
+
+
+def split_note(data: HashDataset, decl: DatasetDecl) -> str | None:
+    """How the dataset's own split files, if they are used, differ in size from the declared split."""
+    own = own_split(data, decl.split.draw)
+    differ = size_differences(own, decl.declared_counts()) if own is not None else []
+    if not differ:
+        return None
+    return (f"the dataset's own split files differ in size from the registry's split: {', '.join(differ)}; "
+            "the split files are used as they are (split: {mode: draw} draws the declared sizes instead)")
 
 
 def _sizes(plan: Plan, decl: DatasetDecl, spec: dict[str, Any], split: dict[str, Any], opened: bool) -> Sizes | None:
@@ -296,7 +308,10 @@ def _plan_grid(config: Config, grid_name: str, grid: Grid, profile: Profile, whe
         fingerprint = _open_dataset(config, dname, dataset, plan, require_data)
         if fingerprint is not None:
             _check_split_fits(config, dname, plan.datasets[dataset_key(dataset)], decl)
-        split = intern(Stage("split", {"dataset": dataset, "split": decl.split.model_dump(),
+            note = split_note(plan.datasets[dataset_key(dataset)], decl)
+            if note is not None:
+                plan.split_notes[dname] = note
+        split = intern(Stage("split", {"dataset": dataset, "split": decl.split.stage_spec(),
                                        "fingerprint": fingerprint, "seed": derive_seed(seed, "split")}))
         if split.key not in plan.sizes:
             sizes = _sizes(plan, decl, dataset, split.spec["split"], fingerprint is not None)

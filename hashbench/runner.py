@@ -476,6 +476,8 @@ class _RunState:
             "device": train_meta.get("device"),
             "seeds": {"cell": cell.seed, **{k: s.spec["seed"] for k, s in cell.stages.items() if "seed" in s.spec}},
             "split_hash": split_meta.get("hash"),
+            "split_sizes": split_meta.get("sizes"),
+            "split_source": split_meta.get("source"),
             "dataset_fingerprint": cell.stages["split"].spec.get("fingerprint"),
             "artifact_keys": {k: s.key for k, s in cell.stages.items()},
             "plugins": {part: cell.stages[kind].spec[part]["origin"]

@@ -17,7 +17,7 @@ from .attack import AttackContext
 from .chance import chance_map, code_health
 from .codes import to_binary
 from .data.base import HashDataset
-from .data.splits import Split, make_split
+from .data.splits import Split, make_split, own_split
 from .defense import DefenseContext
 from .errors import DataError, PluginError
 from .metrics import map_at_k, pr_curve, precision_at_n
@@ -123,10 +123,12 @@ def run_split(ctx: StageContext, stage: Stage) -> Artifact:
         raise DataError(f"dataset '{stage.spec['dataset']['name']}' changed since the run was planned "
                         f"(fingerprint {planned} → {found}); start the run again")
     sizes = stage.spec["split"]
+    draw = sizes.get("mode") == "draw"
     split = make_split(dataset, num_query=sizes["num_query"], num_train=sizes["num_train"],
-                       num_database=sizes.get("num_database"), seed=stage.spec["seed"])
+                       num_database=sizes.get("num_database"), seed=stage.spec["seed"], draw=draw)
     meta = {"seed": split.seed, "hash": split.hash(), "fingerprint": found, "sizes": {
-        "train": len(split.train), "query": len(split.query), "database": len(split.database)}}
+        "train": len(split.train), "query": len(split.query), "database": len(split.database)},
+        "source": "files" if own_split(dataset, draw) is not None else "drawn"}
     return Artifact(split.to_tensors(), meta)
 
 

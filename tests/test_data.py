@@ -313,10 +313,11 @@ def test_listfile_empty_split(tmp_path: Path, fmt: str) -> None:
 
 
 @pytest.mark.parametrize("fmt", ["single", "pair"])
-def test_listfile_same_path_twice_in_one_file(tmp_path: Path, fmt: str) -> None:
-    msg = _error(tmp_path, fmt, _with("database", [*ROWS["database"], ("img/./b.png", "0 1 0")]))
-    name = "database.txt" if fmt == "single" else "database_img.txt"
-    assert f"{name}:5" in msg and "line 2" in msg and "img/b.png" in msg
+def test_listfile_same_path_twice_in_one_file_with_other_labels(tmp_path: Path, fmt: str) -> None:
+    """Refused (which label is right?); an exact repeat is dropped instead (tests/test_splits_drawn.py)."""
+    msg = _error(tmp_path, fmt, _with("database", [*ROWS["database"], ("img/./b.png", "1 1 0")]))
+    name = "database.txt" if fmt == "single" else "database_label.txt"
+    assert f"{name}:5" in msg and "line 2" in msg and "img/b.png" in msg and "different labels" in msg
 
 
 def test_listfile_same_path_with_different_labels(tmp_path: Path) -> None:

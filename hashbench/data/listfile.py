@@ -5,9 +5,14 @@
   whitespace-separated 0/1 values per line), in the same order (the CgAT / ProS-GAN layout).
 
 The dataset's items are the union of the train, query and database lists, deduplicated by
-path, and the lists define its split.  Everything but the pixels is checked at construction
-(widths, values, duplicates, paths that escape the root, missing images) so that a bad file
-fails before any training starts, with the file and the line to fix.
+path, and the lists define its split.  A folder with one full list instead, ``all.txt`` (or
+``all_img.txt`` + ``all_label.txt``; the stem is ``all_list``), has no split of its own: the split
+is drawn from the registry's declared sizes and the run's seed (:func:`~hashbench.data.splits.make_split`).
+Everything but the pixels is checked at construction (widths, values, duplicates, paths that
+escape the root, missing images) so that a bad file fails before any training starts, with the
+file and the line to fix.  A line that repeats an earlier line of its list exactly (same path,
+same labels; 504 of ProS-GAN's FLICKR-25K train lines do) is dropped with one warning that counts
+them; the same path with other labels, or the same file under two paths, is refused.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ from .images import open_image, to_tensor
 
 FORMAT_VERSION = "listfile-v1"
 SPLITS: tuple[str, ...] = ("train", "query", "database")
+#: the key of the one full list (a dataset without a split of its own)
+ALL = "all"
 DEFAULT_SPLIT_FILES: dict[str, str] = {"train": "train", "query": "test", "database": "database"}
 
 _LABEL_TOKENS = {"0": 0, "1": 1}
@@ -44,6 +51,10 @@ MAX_IMAGE_SIZE = 4096
 
 class UnlabeledItemsWarning(UserWarning):
     """A list file has label rows that are all zero (items relevant to no query)."""
+
+
+class DuplicateLinesWarning(UserWarning):
+    """A list file repeats lines exactly (same path, same labels); the repeats were dropped."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +85,10 @@ class ListFile(HashDataset):
         split_files: dict[str, str] = Field(
             default_factory=lambda: dict(DEFAULT_SPLIT_FILES),
             description="file stem of each split (train, query, database); keys left out keep their default",
+        )
+        all_list: str = Field(
+            ALL, min_length=1,
+            description="file stem of one full list, read when the split lists are absent; the split is then drawn",
         )
         num_classes: int | None = Field(None, ge=1, le=100_000, description="if given, the width every label row must have")
         image_size: int = Field(224, ge=1, le=MAX_IMAGE_SIZE, description="side of the (cropped) images")
@@ -118,10 +133,13 @@ class ListFile(HashDataset):
 
         self.format, files = self._resolve_files()
         self.unlabeled_counts: dict[str, int] = {}
-        rows = {split: self._read_split(split, files[split]) for split in SPLITS}
+        #: exact duplicate lines dropped, per list (train, query, database, or all)
+        self.duplicate_counts: dict[str, int] = {}
+        rows = {split: self._read_split(split, group) for split, group in files.items()}
         self._items, split_lists = self._merge(rows)
         self._check_disjoint(rows, split_lists)
-        self._split = PredefinedSplit(**{s: np.asarray(split_lists[s], dtype=np.int64) for s in SPLITS})
+        self._split = (PredefinedSplit(**{s: np.asarray(split_lists[s], dtype=np.int64) for s in SPLITS})
+                       if ALL not in files else None)
         self._check_same_files(rows, split_lists, self._check_images_exist())
         width = self._width or 0
         self._labels = np.frombuffer(b"".join(r.labels for r in self._items), dtype=np.uint8).reshape(-1, width).copy()
@@ -140,7 +158,8 @@ class ListFile(HashDataset):
         """Each item's image path relative to the root."""
         return [r.path for r in self._items]
 
-    def predefined_split(self) -> PredefinedSplit:
+    def predefined_split(self) -> PredefinedSplit | None:
+        """The split of the train / test / database lists; ``None`` for one full list (the split is drawn)."""
         return self._split
 
     def images(
@@ -167,35 +186,48 @@ class ListFile(HashDataset):
         return h.hexdigest()[:16]
 
     # -- reading the lists ------------------------------------------------------------
-    def _candidates(self, fmt: str) -> dict[str, tuple[Path, ...]]:
-        stems = self.params.split_files
+    def _candidates(self, fmt: str, layout: str = "split") -> dict[str, tuple[Path, ...]]:
+        """The files of each list: the three splits (``layout="split"``) or the one full list (``"all"``)."""
+        stems = self.params.split_files if layout == "split" else {ALL: self.params.all_list}
         if fmt == "single":
-            return {s: (self._list_dir / f"{stems[s]}.txt",) for s in SPLITS}
-        return {s: (self._list_dir / f"{stems[s]}_img.txt", self._list_dir / f"{stems[s]}_label.txt") for s in SPLITS}
+            return {s: (self._list_dir / f"{stem}.txt",) for s, stem in stems.items()}
+        return {s: (self._list_dir / f"{stem}_img.txt", self._list_dir / f"{stem}_label.txt")
+                for s, stem in stems.items()}
+
+    def _complete(self, formats: tuple[str, ...], layout: str) -> list[str]:
+        """The formats among ``formats`` whose files of ``layout`` are all present."""
+        return [f for f in formats
+                if all(path.is_file() for group in self._candidates(f, layout).values() for path in group)]
 
     def _resolve_files(self) -> tuple[str, dict[str, tuple[Path, ...]]]:
-        """The list format and each split's files; DataError naming the files looked for if any is missing."""
+        """The list format and the files of each list: the three splits or, without them, one full list.
+
+        DataError naming the files looked for if neither is complete, or if both are (which one is meant?).
+        """
         fmt = self.params.format
         formats = ("single", "pair") if fmt == "auto" else (fmt,)
-        complete = []
-        for f in formats:
-            files = self._candidates(f)
-            if all(path.is_file() for group in files.values() for path in group):
-                complete.append(f)
+        split, whole = self._complete(formats, "split"), self._complete(formats, ALL)
+        if split and whole:
+            raise DataError(
+                f"{self._list_dir} holds both split lists (train, test, database) and the full list "
+                f"'{self.params.all_list}'; keep one: split lists are the split, a full list has its split drawn"
+            )
+        layout, complete = ("split", split) if split else (ALL, whole)
         if len(complete) == 2:
             raise DataError(
                 f"{self._list_dir} holds complete list files of both formats ('single' <stem>.txt and 'pair' "
                 f"<stem>_img.txt/<stem>_label.txt); set 'format' to the one to use"
             )
         if complete:
-            return complete[0], self._candidates(complete[0])
+            return complete[0], self._candidates(complete[0], layout)
         missing = []
         for f in formats:
             absent = [str(p) for group in self._candidates(f).values() for p in group if not p.is_file()]
             missing.append(f"format '{f}': missing {', '.join(absent)}")
+        stem = self.params.all_list
         raise DataError(
-            f"list files not found in {self._list_dir} ({'; '.join(missing)}); "
-            "check 'list_dir', 'split_files' and 'format'"
+            f"list files not found in {self._list_dir} ({'; '.join(missing)}; nor one full list {stem}.txt or "
+            f"{stem}_img.txt + {stem}_label.txt); check 'list_dir', 'split_files' and 'format'"
         )
 
     def _read_lines(self, path: Path) -> list[str]:
@@ -216,6 +248,7 @@ class ListFile(HashDataset):
         label_file = files[-1]
         if not rows:
             raise DataError(f"{files[0]}: the {split} list is empty; every split needs at least one item")
+        rows = self._drop_duplicates(split, rows)
         unlabeled = sum(1 for r in rows if not any(r.labels))
         self.unlabeled_counts[split] = unlabeled
         if unlabeled and self.params.drop_unlabeled:
@@ -233,6 +266,33 @@ class ListFile(HashDataset):
                 stacklevel=2,
             )
         return rows
+
+    def _drop_duplicates(self, split: str, rows: list[_Row]) -> list[_Row]:
+        """``rows`` without the lines that repeat an earlier line exactly (same path, same labels), with one
+        warning that counts them; DataError if a path is listed again with other labels (which one is right?)."""
+        first: dict[str, _Row] = {}
+        kept: list[_Row] = []
+        for row in rows:
+            earlier = first.setdefault(row.path, row)
+            if earlier is row:
+                kept.append(row)
+            elif earlier.labels != row.labels:
+                raise DataError(
+                    f"{row.label_file}:{row.line}: image {row.path!r} is listed twice in this file with different "
+                    f"labels (also line {earlier.line}); an image has one label: remove the wrong line"
+                )
+        dropped = len(rows) - len(kept)
+        self.duplicate_counts[split] = dropped
+        if dropped:
+            example = next(r for r in rows if r is not first[r.path])
+            warnings.warn(
+                f"{rows[0].file}: {dropped} of {len(rows)} lines repeat an earlier line exactly (same image, same "
+                f"labels; e.g. line {example.line} repeats line {first[example.path].line}); they are dropped, "
+                f"{len(kept)} remain",
+                DuplicateLinesWarning,
+                stacklevel=3,
+            )
+        return kept
 
     def _read_single(self, path: Path) -> list[_Row]:
         rows = []
@@ -304,21 +364,14 @@ class ListFile(HashDataset):
         return bytes(values)  # type: ignore[arg-type]
 
     def _merge(self, rows: dict[str, list[_Row]]) -> tuple[list[_Row], dict[str, list[int]]]:
-        """Deduplicate the three lists by path into items; each split as a list of item indices."""
+        """Deduplicate the lists (each already free of repeated lines) by path into items; each list as
+        item indices."""
         index: dict[str, int] = {}
         items: list[_Row] = []
         splits: dict[str, list[int]] = {}
-        for split in SPLITS:
-            seen: dict[str, _Row] = {}
+        for split, split_rows in rows.items():
             members = []
-            for row in rows[split]:
-                earlier = seen.get(row.path)
-                if earlier is not None:
-                    raise DataError(
-                        f"{row.file}:{row.line}: image {row.path!r} is listed twice in this file "
-                        f"(also line {earlier.line}); remove one"
-                    )
-                seen[row.path] = row
+            for row in split_rows:
                 j = index.get(row.path)
                 if j is None:
                     j = index[row.path] = len(items)
@@ -336,6 +389,8 @@ class ListFile(HashDataset):
     @staticmethod
     def _check_disjoint(rows: dict[str, list[_Row]], splits: dict[str, list[int]]) -> None:
         """Queries must be unseen: none may be listed in the database or the train list."""
+        if "query" not in rows:  # one full list: the drawn split keeps them apart
+            return
         for other in ("database", "train"):
             members = set(splits[other])
             clashes = [row for row, j in zip(rows["query"], splits["query"], strict=True) if j in members]
@@ -388,7 +443,7 @@ class ListFile(HashDataset):
         """The same file under two paths (a symbolic link, a linked folder, a hard link): listed
         twice in one list, or a query that is a database or train image, is refused."""
         first_of: dict[str, dict[tuple[int, int] | str, _Row]] = {}
-        for split in SPLITS:
+        for split in rows:
             seen = first_of[split] = {}
             for row, j in zip(rows[split], splits[split], strict=True):
                 earlier = seen.setdefault(identities[j], row)
@@ -397,6 +452,8 @@ class ListFile(HashDataset):
                         f"{row.file}:{row.line}: image {row.path!r} is the same file as {earlier.path!r} "
                         f"at line {earlier.line} (a link); an image may be listed once per list"
                     )
+        if "query" not in rows:
+            return
         for other in ("database", "train"):
             for row, j in zip(rows["query"], splits["query"], strict=True):
                 twin = first_of[other].get(identities[j])

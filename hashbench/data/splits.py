@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..errors import ArtifactError, ConfigError, DataError
-from .base import HashDataset
+from .base import HashDataset, PredefinedSplit
 
 _INDEX_KEYS = ("train", "query", "database")
 _ROW_CHUNK = 1024  # queries per block in select_target_labels, to bound memory
@@ -88,19 +88,31 @@ class Split:
             raise ArtifactError(f"split artifact is inconsistent: {exc}") from None
 
 
+def own_split(dataset: HashDataset, draw: bool = False) -> PredefinedSplit | None:
+    """The dataset's own split that :func:`make_split` keeps; ``None`` when it draws one (``draw``: always)."""
+    return None if draw else dataset.predefined_split()
+
+
+def size_differences(own: PredefinedSplit, declared: Mapping[str, int | None]) -> list[str]:
+    """``"query 1,700 (declared 1,000)"`` for each list of ``own`` whose size differs from ``declared``."""
+    return [f"{key} {len(getattr(own, key)):,} (declared {declared[key]:,})" for key in ("query", "train", "database")
+            if declared.get(key) is not None and declared[key] != len(getattr(own, key))]
+
+
 def make_split(
-    dataset: HashDataset, *, num_query: int, num_train: int, seed: int, num_database: int | None = None
+    dataset: HashDataset, *, num_query: int, num_train: int, seed: int, num_database: int | None = None,
+    draw: bool = False,
 ) -> Split:
     """The split of ``dataset`` for ``seed`` (deterministic), with one target label per query.
 
-    A dataset with a predefined split keeps it (the sizes are ignored).  Otherwise a seeded
-    permutation gives ``num_query`` queries, then the database (the rest, or its first
-    ``num_database``), and ``num_train`` training items drawn from the database.
+    A dataset with a predefined split keeps it (the sizes are ignored) unless ``draw``.  Otherwise
+    a seeded permutation of all items gives ``num_query`` queries, then the database (the rest, or
+    its first ``num_database``), and ``num_train`` training items drawn from the database.
     """
     split_rng, target_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
     labels = dataset.labels
     n = len(dataset)
-    predefined = dataset.predefined_split()
+    predefined = own_split(dataset, draw)
     if predefined is not None:
         train, query, database = (
             np.sort(np.asarray(a, dtype=np.int64).reshape(-1))

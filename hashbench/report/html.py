@@ -325,7 +325,25 @@ def _summary_view(run: RunData) -> list[tuple[str, str]]:
     if stages:
         counts = [(k, stages[k]) for k in ("executed", "cached") if isinstance(stages.get(k), int)]
         items.append(("stages", ", ".join(f"{v} {k}" for k, v in counts)))
+    items.extend(_splits_view(run.records))
     return [(name, _flat(value)) for name, value in items if value is not None]
+
+
+def _splits_view(records: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """One summary line per dataset: each split its cells used, as counts, source and hash."""
+    found: dict[str, dict[str, None]] = {}
+    for record in records:
+        provenance = record.get("provenance") or {}
+        split_hash = provenance.get("split_hash")
+        if not isinstance(split_hash, str):
+            continue
+        sizes = provenance.get("split_sizes")
+        counts = (" / ".join(f"{sizes[k]:,} {k}" for k in ("query", "train", "database") if isinstance(sizes.get(k), int))
+                  if isinstance(sizes, Mapping) else "")
+        source = {"drawn": "drawn", "files": "the dataset's split files"}.get(provenance.get("split_source"), "")
+        text = ", ".join(part for part in (counts, source, f"hash {split_hash}") if part)
+        found.setdefault(str((record.get("cell") or {}).get("dataset", MISSING)), {})[text] = None
+    return [(f"split {dataset}", "; ".join(texts)) for dataset, texts in found.items()]
 
 
 def _value_view(value: Any) -> str | list[tuple[str, str]]:

@@ -59,8 +59,11 @@ FILE_FAULTS: list[tuple[str, Callable[[Path], None], tuple[str, ...]]] = [
     ("label-not-a-number", lambda r: _replace_line(r / "test.txt", 1, "img/16.png 1 yes 0"),
      ("test.txt:1: label value 'yes' in column 2 is not 0 or 1",)),
     ("empty-split", lambda r: (r / "train.txt").write_text("\n\n"), ("train.txt: the train list is empty",)),
-    ("duplicated-path", lambda r: _replace_line(r / "test.txt", 4, "img/16.png 1 0 0"),
-     ("test.txt:4: image 'img/16.png' is listed twice in this file (also line 1)",)),
+    # issue 19: a line repeated exactly (same path, same labels) is dropped with a warning (the CgAT
+    # group's published lists repeat 504 train lines); the same path with other labels stays refused:
+    # which label is right cannot be guessed, and keeping either would change the ground truth
+    ("duplicated-path-other-labels", lambda r: _replace_line(r / "test.txt", 4, "img/16.png 0 1 0"),
+     ("test.txt:4: image 'img/16.png' is listed twice in this file with different labels (also line 1)",)),
     ("path-with-dot-dot", lambda r: _replace_line(r / "test.txt", 2, "../outside.png 0 1 0"),
      ("test.txt:2: image path '../outside.png' contains '..'",)),
     ("absolute-path", lambda r: _replace_line(r / "database.txt", 1, "/etc/passwd 1 0 0"),
