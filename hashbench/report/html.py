@@ -338,8 +338,8 @@ def _splits_view(records: list[dict[str, Any]]) -> list[tuple[str, str]]:
         if not isinstance(split_hash, str):
             continue
         sizes = provenance.get("split_sizes")
-        counts = (" / ".join(f"{sizes[k]:,} {k}" for k in ("query", "train", "database") if isinstance(sizes.get(k), int))
-                  if isinstance(sizes, Mapping) else "")
+        sizes = sizes if isinstance(sizes, Mapping) else {}
+        counts = " / ".join(f"{sizes[k]:,} {k}" for k in ("query", "train", "database") if isinstance(sizes.get(k), int))
         source = {"drawn": "drawn", "files": "the dataset's split files"}.get(provenance.get("split_source"), "")
         text = ", ".join(part for part in (counts, source, f"hash {split_hash}") if part)
         found.setdefault(str((record.get("cell") or {}).get("dataset", MISSING)), {})[text] = None
