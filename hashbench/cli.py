@@ -83,7 +83,7 @@ def data() -> None:
     """Prepare the real datasets: ``data build NAME --from DIR`` writes the list files a grid reads."""
 
 
-from .data.builders.command import build as _data_build  # noqa: E402  (after main: it is added to `data`)
+from .cli_data import build as _data_build  # noqa: E402  (after main: it is added to `data`)
 
 _data_build.callback = _user_errors(_data_build.callback)
 data.add_command(_data_build)

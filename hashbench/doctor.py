@@ -62,7 +62,7 @@ def plan_datasets(plan: Plan) -> list[tuple[str, dict[str, Any]]]:
 
 def _data_fix(name: str, root: str, registry: Path) -> str:
     place = f"put the images and list files under {root}, or set datasets.{name}.params.root in {registry}"
-    from .data.builders.command import NAMES  # what ``hashbench data build NAME --from DIR`` builds
+    from .cli_data import NAMES  # what ``hashbench data build NAME --from DIR`` builds
 
     if name in NAMES:
         out = "" if Path(root) == Path("data") / name else f" --out {root}"  # the builder's default is data/NAME

@@ -16,7 +16,7 @@ from PIL import Image
 from hashbench import registries
 from hashbench.cli import main
 from hashbench.data.builders import DATASETS
-from hashbench.data.builders.command import NAMES
+from hashbench.cli_data import NAMES
 from hashbench.data.builders.flickr25k import ANNOTATIONS, CLASSES
 
 COCO_IDS = [i for i in range(1, 91) if i not in (12, 26, 29, 30, 45, 66, 68, 69, 71, 83)]  # 80 ids with gaps

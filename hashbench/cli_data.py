@@ -1,4 +1,8 @@
-"""The ``hashbench data build`` command (options only; the work is in :func:`build`)."""
+"""The ``hashbench data build`` command (options only; the work is in :func:`hashbench.data.builders.build`).
+
+It lives outside :mod:`hashbench.data` so that importing the CLI does not import torch: the CLI
+starts the fork server before torch loads (``tests/test_parallel.py``).
+"""
 
 from __future__ import annotations
 
@@ -37,8 +41,8 @@ def build(name: str, source_dir: Path, out: Path | None, seed: int, num_query: i
     A folder of a peer's lists (DeepHash-pytorch {train,test,database}.txt, or CgAT/ProS-GAN
     *_img.txt + *_label.txt) is reused with its split; give --image-root for its images.
     """
-    from ...progress import default_reporter
-    from . import build as run_build
+    from .progress import default_reporter
+    from .data.builders import build as run_build
 
     run_build(name, source_dir, out=out, seed=seed, num_query=num_query, num_train=num_train,
               image_root=image_root, images=images, skip_missing=skip_missing, force=force,
