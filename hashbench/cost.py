@@ -31,7 +31,7 @@ import json
 import statistics
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import torch
 from torch import nn
@@ -285,6 +285,17 @@ class KindEstimate:
                 "flops": self.flops, "estimated_s": self.estimated_s, "basis": self.basis}
 
 
+def stages_by_kind(plan: Plan, store: ArtifactStore) -> Iterator[tuple[str, list[Stage], list[Stage]]]:
+    """(kind, its stages, those not yet in ``store``) for each stage kind of ``plan``, in run order."""
+    from .plan import STAGE_KINDS
+
+    stages = plan.stages()
+    for kind in STAGE_KINDS:
+        of_kind = [s for s in stages if s.kind == kind]
+        if of_kind:
+            yield kind, of_kind, [s for s in of_kind if not store.exists(kind, s.key)]
+
+
 def estimate_plan(plan: Plan, store: ArtifactStore, device: torch.device, history: list[dict[str, Any]]) -> list[KindEstimate]:
     """Per stage kind: how many stages, how many are in ``store``, and the estimated time of the rest.
 
@@ -305,13 +316,8 @@ def estimate_plan(plan: Plan, store: ArtifactStore, device: torch.device, histor
             per_flop.setdefault(key, []).append(float(r["wall_s"]) / float(r["flops"]))
     by_kind_per_flop = {k: [v for (kind, _), vs in per_flop.items() if kind == k for v in vs] for k in STAGE_KINDS}
 
-    stages = plan.stages()
     out = []
-    for kind in STAGE_KINDS:
-        of_kind = [s for s in stages if s.kind == kind]
-        if not of_kind:
-            continue
-        todo = [s for s in of_kind if not store.exists(kind, s.key)]
+    for kind, of_kind, todo in stages_by_kind(plan, store):
         total_flops: int | None = 0
         total_s: float | None = 0.0
         bases = set()

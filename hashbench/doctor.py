@@ -249,20 +249,11 @@ def check_device(device: str) -> tuple[Finding, torch.device | None]:
 
 def artifact_bytes(plan: Plan, results_dir: Path) -> tuple[int, int]:
     """(bytes the plan's stages not yet in the store will write, how many of them have no size estimate)."""
-    from .cost import split_stage, stage_bytes
+    from .pricing import bytes_by_kind
     from .store import ArtifactStore
 
-    store = ArtifactStore(results_dir / "store")
-    total = unknown = 0
-    for stage in plan.stages():
-        if store.exists(stage.kind, stage.key):
-            continue
-        size = stage_bytes(stage, plan.sizes.get(split_stage(stage).key))
-        if size is None:
-            unknown += 1
-        else:
-            total += size
-    return total, unknown
+    per_kind = bytes_by_kind(plan, ArtifactStore(results_dir / "store")).values()
+    return sum(b.known for b in per_kind), sum(b.unknown for b in per_kind)
 
 
 def check_disk(plan: Plan, results_dir: Path) -> Finding:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
-from .cost import KindEstimate, split_stage, stage_bytes, stage_flops
+from .cost import KindEstimate, split_stage, stage_bytes, stage_flops, stages_by_kind
 from .devices import LOCAL, Rate, custom_rate, device_rate
 
 if TYPE_CHECKING:
@@ -69,15 +69,8 @@ def estimator(store: ArtifactStore, device: str, rate: Rate | None) -> tuple[Est
 
 def rated_estimates(plan: Plan, store: ArtifactStore, rate: Rate) -> list[KindEstimate]:
     """Per stage kind, like :func:`~hashbench.cost.estimate_plan`, with seconds = FLOPs / ``rate``."""
-    from .plan import STAGE_KINDS
-
-    stages = plan.stages()
     out = []
-    for kind in STAGE_KINDS:
-        of_kind = [s for s in stages if s.kind == kind]
-        if not of_kind:
-            continue
-        todo = [s for s in of_kind if not store.exists(kind, s.key)]
+    for kind, of_kind, todo in stages_by_kind(plan, store):
         flops: int | None = 0
         seconds: float | None = 0.0
         for stage in todo:
