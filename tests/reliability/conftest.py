@@ -36,6 +36,15 @@ def write_registry(tmp_path: Path, project_registry: dict[str, Any]) -> Callable
     return write
 
 
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A results folder holding the finished FAST run ``smoke`` (copy it before changing it)."""
+    results = tmp_path_factory.mktemp("finished") / "results"
+    result = invoke("run", *FAST, "--results-dir", str(results), "--quiet", "--no-report")
+    assert result.exit_code == 0, result.output
+    return results
+
+
 def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
     return CliRunner().invoke(main, list(args), env=env)
 

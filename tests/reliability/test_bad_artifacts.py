@@ -29,14 +29,6 @@ from .conftest import FAST, invoke
 RETUNE = ["--set", "params.attacks.center.iterations=4"]
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    results = tmp_path_factory.mktemp("finished") / "results"
-    result = invoke("run", *FAST, "--results-dir", str(results), "--quiet", "--no-report")
-    assert result.exit_code == 0, result.output
-    return results
-
-
 @pytest.fixture
 def results(finished: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "results"

@@ -57,15 +57,6 @@ def _someone_elses_run(folder: Path) -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A results folder holding the finished FAST run ``smoke`` (copy it before changing it)."""
-    results = tmp_path_factory.mktemp("finished") / "results"
-    result = invoke("run", *FAST, "--results-dir", str(results), "--quiet", "--no-report")
-    assert result.exit_code == 0, result.output
-    return results
-
-
 # -- run names -------------------------------------------------------------------------------------
 
 def test_a_run_name_that_is_a_path_cannot_touch_another_projects_run(tmp_path: Path) -> None:
