@@ -23,6 +23,7 @@ SCRIPTS = {
     "bench_reuse": ["--quick"],
     "bench_parallel": ["--quick"],
     "bench_gpu": ["--quick"],
+    "bench_plan": ["--quick"],
 }
 
 

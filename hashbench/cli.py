@@ -276,7 +276,7 @@ def _print_plan(plan, root: Path, device: str, as_json: bool, rate=None) -> None
     members = member_totals(plan, store, estimate)
     if as_json:
         pricing = rate.as_dict() if rate is not None else {"name": device, "label": label,
-                                                           "basis": "timings, else the measured matmul rate"}
+                                                           "basis": "timings, else FLOPs / the measured rate of each stage's network"}
         stages = [{**r.as_dict(), "bytes": sizes[r.stage].known, "bytes_unknown": sizes[r.stage].unknown}
                   for r in rows]
         click.echo(json.dumps({"grid": plan.grid_name, "grids": plan.members, "profile": plan.profile_name,
@@ -287,8 +287,9 @@ def _print_plan(plan, root: Path, device: str, as_json: bool, rate=None) -> None
         return
     title = f"plan: grid {markup(plan.grid_name)}, profile {markup(plan.profile_name)}, {len(plan.cells)} cells"
     caption = (rate_caption(rate, plan.options.amp, plan.options.amp_attacks) if rate is not None else
-               f"estimates for {label}; basis: timings = earlier runs on this device, flops = FLOPs / measured "
-               "matmul rate (an estimate, not a bound)")
+               f"estimates for {label}; basis: timings = earlier runs on this device, flops = FLOPs / the "
+               "measured rate of the stage's network, plus reading its images and storing its artifact (an estimate, "
+               "not a bound)")
     table = Table(title=title, caption=markup(caption))
     for col in ("stage", "total", "cached", "to run", "FLOPs", "estimated time", "basis"):
         table.add_column(col, justify="left" if col in ("stage", "basis") else "right")

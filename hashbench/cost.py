@@ -16,10 +16,13 @@ the number of image passes the stage makes:
 | evaluate | Hamming ranking: 2 · |query| · |database| · bits (no images) |
 
 Seconds: for each stage kind and plugin, earlier runs on the same device give seconds per
-FLOP (``timings.jsonl``); without history, FLOPs divided by this device's measured matrix-multiply
-rate: an estimate, not a bound.  It is a lower bound on time only if that matmul rate is an upper
-bound on the network's rate (and the count no more than what runs); on a CPU convolutions can beat a
-512² matmul, and the ``demo`` grid ran in half its FLOP estimate (issue 19).
+FLOP (``timings.jsonl``).  Without history (the first run), a stage takes its FLOPs divided by
+the rate its own network reaches on this device (:func:`network_rate`: the hash model timed at
+the stage's batch size, training steps for the stages that back-propagate, forward passes for
+encode; see :mod:`hashbench.throughput`), plus a per-stage overhead measured on the results'
+disk (writing and reading an artifact).  Stages without images (split, chance, evaluate) use the
+matrix-multiply rate.  It is an estimate, not a bound: on this project's 2-core CPU it came
+within a few percent of the measured ``demo`` and ``smoke`` runs (README, "Estimating cost").
 
 Disk: :func:`stage_bytes` sizes each stage's artifact (model checkpoints from the parameter count).
 """
@@ -39,7 +42,9 @@ from torch import nn
 from . import registries
 from .attack import PrepareSizes
 from .data.base import HashDataset
+from .codes import ENCODE_BATCH
 from .store import ArtifactStore, canonical_json
+from .throughput import load_seconds, measure_rate, stage_overhead_s
 
 if TYPE_CHECKING:
     from .plan import Plan, Stage
@@ -149,6 +154,95 @@ def forward_flops(backbone: dict[str, Any], image_size: int, bits: int) -> int:
     """FLOPs of one image's forward pass through the hash model (cached per backbone configuration)."""
     spec = {"name": backbone["name"], "params": backbone["params"]}
     return _forward_flops(canonical_json(spec), image_size, bits)
+
+
+@functools.lru_cache(maxsize=64)
+def _network_rate(backbone_json: str, image_size: int, outputs: int, batch: int, mode: str, device: str) -> float:
+    build = _hash_model_builder(backbone_json, image_size, outputs)
+    return measure_rate(build, image_size, _forward_flops(backbone_json, image_size, outputs), batch, mode, device)
+
+
+def network_rate(backbone: dict[str, Any], image_size: int, outputs: int, batch: int, mode: str,
+                 device: str) -> float:
+    """FLOP/s of the hash model of ``backbone`` with ``outputs`` outputs on ``device`` at ``batch``
+    (:func:`hashbench.throughput.measure_rate`; measured once per process for each configuration)."""
+    spec = {"name": backbone["name"], "params": backbone["params"]}
+    return _network_rate(canonical_json(spec), image_size, outputs, batch, mode, device)
+
+
+@dataclass(frozen=True)
+class Work:
+    """The network a stage runs and how: its backbone, outputs, batch and :func:`network_rate` mode."""
+
+    backbone: dict[str, Any]
+    outputs: int
+    batch: int
+    mode: str
+
+
+def stage_work(stage: Stage, sizes: Sizes | None) -> Work | None:
+    """What :func:`network_rate` to time for ``stage``; ``None`` for a stage without images."""
+    if sizes is None:
+        return None
+    if stage.kind == "pretrain":
+        if not sizes.classes:
+            return None
+        return Work(stage.spec["backbone"], sizes.classes,
+                    min(_param(stage.spec, "backbone", "pretrain_batch_size", 64), sizes.train), "train")
+    train = _train_stage(stage)
+    if train is None or stage.kind not in ("train", "defend", "prepare", "attack", "encode"):
+        return None
+    part, items = {"train": ("method", sizes.train), "defend": ("defense", sizes.train),
+                   "prepare": ("attack", sizes.train), "attack": ("attack", sizes.query),
+                   "encode": (None, sizes.database)}[stage.kind]
+    batch = ENCODE_BATCH if part is None else _param(stage.spec, part, "batch_size", 32)
+    return Work(train.spec["backbone"], train.spec["bits"], max(1, min(batch, items)),
+                "infer" if stage.kind == "encode" else "train")
+
+
+def images_read(stage: Stage, sizes: Sizes | None) -> tuple[int, bool]:
+    """(images ``stage`` reads from its dataset, whether augmented): every epoch of the training
+    stages reads the training set, encode every split, attack the queries.  A prepare stage's
+    reads are the attack's own business and are not counted."""
+    if sizes is None:
+        return 0, False
+    spec = stage.spec
+    if stage.kind == "pretrain":
+        return _param(spec, "backbone", "pretrain_epochs", 1) * sizes.train, True
+    if stage.kind == "train":
+        return _param(spec, "method", "epochs", 1) * sizes.train, bool(_param(spec, "method", "augment", 1))
+    if stage.kind == "defend":
+        return _param(spec, "defense", "epochs", 1) * sizes.train, bool(_param(spec, "defense", "augment", 0))
+    if stage.kind == "encode":
+        return sizes.database + sizes.train + sizes.query, False
+    if stage.kind == "attack":
+        return sizes.query, False
+    return 0, False
+
+
+def first_run_seconds(stage: Stage, sizes: Sizes | None, device: str, results_root: str | None,
+                      dataset: HashDataset | None = None) -> float | None:
+    """Seconds of ``stage`` from its FLOPs and this device's measured rates (no recorded timings):
+    FLOPs / the rate of its network, plus reading its images from ``dataset`` (when given), plus
+    the per-stage overhead."""
+    flops = stage_flops(stage, sizes)
+    if flops is None:
+        return None
+    work = stage_work(stage, sizes)
+    if work is None:
+        rate = matmul_flops_per_s(device)
+    else:
+        rate = network_rate(work.backbone, sizes.image_size, work.outputs, work.batch, work.mode, device)
+    seconds = flops / rate + stage_overhead_s(results_root)
+    count, augment = images_read(stage, sizes)
+    if dataset is not None and count:
+        seconds += count * _load_seconds(dataset, augment)
+    return seconds
+
+
+@functools.lru_cache(maxsize=32)
+def _load_seconds(dataset: HashDataset, augment: bool) -> float:
+    return load_seconds(dataset, augment)
 
 
 def _train_stage(stage: Stage) -> Stage | None:
@@ -302,10 +396,11 @@ def estimate_plan(plan: Plan, store: ArtifactStore, device: torch.device, histor
     ``history`` is :func:`hashbench.timings.read_timings` of the store; only rows of this
     device count.
     """
-    from .plan import STAGE_KINDS
+    from .plan import STAGE_KINDS, dataset_key
     from .timings import device_label, stage_plugin
 
     label = device_label(device)
+    results_root = str(store.root) if store.root.is_dir() else str(store.root.parent)
     rows = [r for r in history if r.get("device_label") == label or (r.get("device_label") is None and r.get("device") == device.type)]
     per_flop: dict[tuple[str, str], list[float]] = {}
     seconds: dict[tuple[str, str], list[float]] = {}
@@ -331,7 +426,10 @@ def estimate_plan(plan: Plan, store: ArtifactStore, device: torch.device, histor
             elif seconds.get(key):
                 estimate, basis = statistics.median(seconds[key]), "timings"
             elif flops is not None:
-                estimate, basis = flops / matmul_flops_per_s(str(device)), "flops"
+                split = split_stage(stage)
+                dataset = plan.datasets.get(dataset_key(split.spec["dataset"])) if "dataset" in split.spec else None
+                estimate = first_run_seconds(stage, plan.sizes.get(split.key), str(device), results_root, dataset)
+                basis = "flops"
             else:
                 estimate, basis = None, None
             bases.add(basis)

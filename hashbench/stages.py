@@ -15,7 +15,7 @@ import torch
 from . import registries
 from .attack import AttackContext
 from .chance import chance_map, code_health
-from .codes import to_binary
+from .codes import ENCODE_BATCH, to_binary
 from .data.base import HashDataset
 from .data.splits import Split, make_split, own_split
 from .defense import DefenseContext
@@ -27,7 +27,6 @@ from .progress import Reporter
 from .store import Artifact
 from .training import TrainData, run_epochs, to_device
 
-ENCODE_BATCH = 256
 EXAMPLES = 4
 #: database items kept per example query (the report shows them before and after the attack)
 EXAMPLE_TOP = 10

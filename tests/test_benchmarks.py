@@ -186,3 +186,15 @@ def test_the_summary_keeps_the_other_scripts_entries_when_one_is_re_run(results)
     assert scripts["bench_metrics"]["final_line"] == "metrics: 30" and "created" in scripts["bench_metrics"]
     write_summary({"bench_gpu": {"final_line": "gpu: skipped"}}, quick=True)  # other sizes: starts afresh
     assert list(json.loads((results / "summary.json").read_text())["scripts"]) == ["bench_gpu"]
+
+
+@pytest.mark.slow
+def test_plan_accuracy_compares_estimate_and_run(results, capsys):
+    from benchmarks import bench_plan
+
+    bench_plan.main(["--grid", "small"])  # the ratio depends on the machine's load: its value is not asserted
+    report = json.loads((results / "plan.json").read_text())
+    kinds = {row["stage"]: row for row in report["rows"]}
+    assert kinds["train"]["measured_s"] > 0 and kinds["train"]["estimated_s"] > 0
+    assert report["ratio"] == pytest.approx(report["estimated_s"] / report["runner_s"])
+    assert final_line(capsys).startswith("plan: ")

@@ -292,9 +292,6 @@ def test_stage_flops_follow_the_cost_model(config):
 def test_estimates_without_history_come_from_flops(config, tmp_path):
     rows = {r.stage: r for r in estimate_plan(small_plan(config), ArtifactStore(tmp_path), torch.device("cpu"), [])}
     assert rows["train"].basis == "flops" and rows["train"].estimated_s > 0 and rows["train"].cached == 0
-    # one FLOP rate for every stage: the estimates are in the ratio of the FLOPs
-    ratio = rows["attack"].estimated_s / rows["train"].estimated_s
-    assert ratio == pytest.approx(rows["attack"].flops / rows["train"].flops)
     history = [{"kind": "train", "plugin": "dpsh", "device": "cpu", "device_label": f"cpu {platform.machine()}",
                 "wall_s": 2.0, "flops": rows["train"].flops // 2}]
     rows = {r.stage: r for r in estimate_plan(small_plan(config), ArtifactStore(tmp_path), torch.device("cpu"), history)}

@@ -1,0 +1,79 @@
+"""The first-run estimate: measured network rates, image reading and the per-stage overhead."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from hashbench import cost, throughput
+from hashbench.cost import Sizes, estimate_plan, images_read, stage_flops, stage_work
+from hashbench.data.shapes import Shapes
+from hashbench.store import ArtifactStore
+from runner_helpers import small_plan
+
+
+def test_measure_rate_counts_flops_per_second_of_the_timed_steps(monkeypatch):
+    clock = iter(range(100))
+    monkeypatch.setattr(throughput.time, "perf_counter", lambda: float(next(clock)))  # each step: 1 s
+    monkeypatch.setattr(throughput, "PROBE_SECONDS", 2.5)  # three timed steps
+    net = lambda: nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 4))  # noqa: E731
+    assert throughput.measure_rate(net, 8, forward_flops=1000, batch=4, mode="train", device="cpu") == 3 * 1000 * 4
+    assert throughput.measure_rate(net, 8, forward_flops=1000, batch=4, mode="infer", device="cpu") == 1000 * 4
+
+
+def test_measure_rate_rejects_an_unknown_mode():
+    with pytest.raises(ValueError, match="'train' or 'infer'"):
+        throughput.measure_rate(lambda: nn.Identity(), 8, 1, 1, "backward", "cpu")
+
+
+def test_probe_batch_is_capped_on_a_cpu_for_large_networks():
+    assert throughput.probe_batch(64, forward_flops=10**6, mode="train", device="cpu") == 64
+    assert throughput.probe_batch(64, forward_flops=10**10, mode="infer", device="cpu") == 5  # 5e10 / 1e10
+    assert throughput.probe_batch(64, forward_flops=10**12, mode="train", device="cpu") == 1
+
+
+def test_load_seconds_times_the_dataset_reads():
+    data = Shapes(Shapes.Params(num_items=64))
+    assert 0 < throughput.load_seconds(data, augment=True) < 1
+
+
+def test_stage_overhead_leaves_nothing_in_the_results_folder(tmp_path):
+    throughput.stage_overhead_s.cache_clear()
+    assert 0 < throughput.stage_overhead_s(str(tmp_path)) < 5
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_stages_read_their_images_and_time_their_own_network(config):
+    plan = small_plan(config)
+    cell = next(c for c in plan.cells if c.attack == "center" and c.defense == "cgat")
+    sizes = Sizes(train=120, query=40, database=200, image_size=32, classes=6)
+    train, defend = cell.stages["train"], cell.stages["defend"]
+    epochs = train.spec["method"]["params"]["epochs"]
+    assert images_read(train, sizes) == (epochs * 120, train.spec["method"]["params"]["augment"])
+    assert images_read(cell.stages["encode"], sizes) == (360, False)
+    assert images_read(cell.stages["attack"], sizes) == (40, False)
+    assert images_read(cell.stages["evaluate"], sizes) == (0, False)
+    assert stage_work(train, sizes).batch == min(train.spec["method"]["params"]["batch_size"], 120)
+    assert stage_work(defend, sizes).mode == "train" and stage_work(cell.stages["encode"], sizes).mode == "infer"
+    assert stage_work(cell.stages["attack"], sizes).batch <= 40  # never more than the queries
+    assert stage_work(cell.stages["evaluate"], sizes) is None
+
+
+def test_first_run_estimate_is_flops_over_the_network_rate_plus_reads_and_overhead(config, tmp_path, monkeypatch):
+    rates = {"train": 2e9, "infer": 5e9}
+    monkeypatch.setattr(cost, "network_rate", lambda backbone, side, outputs, batch, mode, device: rates[mode])
+    monkeypatch.setattr(cost, "stage_overhead_s", lambda root: 0.5)
+    monkeypatch.setattr(cost, "_load_seconds", lambda dataset, augment: 0.01 if augment else 0.001)
+    plan = small_plan(config)
+    rows = {r.stage: r for r in estimate_plan(plan, ArtifactStore(tmp_path), torch.device("cpu"), [])}
+    stages = [s for s in plan.stages() if s.kind == "train"]
+    sizes = plan.sizes[stages[0].inputs["split"].key]
+    expected = 0.0
+    for stage in stages:
+        count, augment = images_read(stage, sizes)
+        expected += stage_flops(stage, sizes) / 2e9 + 0.5 + count * (0.01 if augment else 0.001)
+    assert rows["train"].basis == "flops" and rows["train"].estimated_s == pytest.approx(expected)
+    encode = [s for s in plan.stages() if s.kind == "encode"]
+    assert rows["encode"].estimated_s == pytest.approx(
+        sum(stage_flops(s, sizes) / 5e9 + 0.5 + 0.001 * images_read(s, sizes)[0] for s in encode))
