@@ -89,13 +89,15 @@ def _labels(dataset: HashDataset, indices: np.ndarray, device: torch.device) -> 
 
 def build_model(train_spec: dict[str, Any], image_size: int, *, pretrained: bool = True) -> HashModel:
     """The hash model of a train stage's spec; ``pretrained=False`` skips loading ImageNet weights
-    (used when the stored weights are loaded right after)."""
+    (used when the stored weights are loaded right after).  The method's ``hash_init``, where it
+    has one, starts the hash layer."""
     backbone = train_spec["backbone"]
     params = dict(backbone["params"])
     if not pretrained and "pretrained" in params:
         params["pretrained"] = "none"
     net = registries.backbones.create(backbone["name"], params).build(image_size)
-    return HashModel(net, train_spec["bits"])
+    hash_init = (train_spec.get("method") or {}).get("params", {}).get("hash_init", "normal_0.01")
+    return HashModel(net, train_spec["bits"], hash_init=hash_init)
 
 
 def load_model(ctx: StageContext, model_stage: Stage) -> HashModel:

@@ -8,6 +8,7 @@ import torch
 from pydantic import Field
 
 from ..banks import CodeBank
+from ..models.hash_model import HashInit
 from ..params import MAX_BATCH_SIZE, MAX_EPOCHS, Params
 from ..plugin import Plugin
 
@@ -36,12 +37,16 @@ class TrainParams(SGDParams):
     """Clean training as in CgAT's ``hashing.py`` (spec §1.3), shared by every method.
 
     ``epochs`` 100, ``batch_size`` 64, SGD ``lr`` 0.01, ``momentum`` 0.9, ``weight_decay`` 5e-4,
-    ``augment`` on, and a step decay: lr × ``lr_decay`` (0.1) every ``lr_decay_every`` (1/3) of
-    the epochs.
+    ``augment`` on, a step decay: lr × ``lr_decay`` (0.1) every ``lr_decay_every`` (1/3) of
+    the epochs, and ``hash_init`` ``normal_0.01`` (the hash layer starts N(0, 0.01²), bias 0).
+    SAAT's ``hashing.py`` differs: batch 32, no augmentation and ``pytorch_default`` (its
+    AlexNet/VGG heads keep ``nn.Linear``'s initialisation); the ``saat`` grids set those.
     """
 
     lr_decay: float = Field(0.1, gt=0, le=1)
     lr_decay_every: float = Field(1 / 3, gt=0, le=1, description="fraction of the epochs between decays")
+    hash_init: HashInit = Field("normal_0.01", description="hash layer start: normal_0.01 (N(0, 0.01²), bias 0) "
+                                "or pytorch_default (nn.Linear's U(±1/√fan_in))")
 
 
 class HashMethod(Plugin):

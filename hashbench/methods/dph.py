@@ -18,7 +18,9 @@ class DPH(HashMethod):
     code length.  The bank rows of the batch are overwritten with the current (detached)
     outputs before the loss is computed.
 
-    Parameters: none of its own; the clean-training settings of :class:`TrainParams`.
+    Parameters: none of its own; the clean-training settings of :class:`TrainParams` (CgAT's
+    recipe).  The ``saat`` grids train it with SAAT's ``hashing.py`` recipe instead: ``batch_size``
+    32, ``augment`` false, ``hash_init`` ``pytorch_default``.
     """
 
     name = "dph"
