@@ -212,9 +212,10 @@ class ProSGAN(Attack):
     ``prototype_lr`` 1e-4 (×0.1 after 1/2 and 3/4 of the steps), ``prototype_hidden`` 4096;
     ``epochs`` 100 GAN epochs, the last ``decay_fraction`` 0.5 of them with the learning rate
     decaying linearly towards 0, ``train_batch_size`` 24, ``lr`` 1e-4 (Adam β = (0.5, 0.999) for
-    all three networks), ``rec_weight`` 100 (FLICKR-25K; the paper uses 50 for NUS-WIDE and
-    MS-COCO), ``hash_weight`` 5, ``gan_weight`` 1, ``d_every`` 3, ``width`` 64 (channels of the
-    first generator and discriminator convolution; the label encoder keeps 128),
+    all three networks), ``rec_weight`` 100 (FLICKR-25K; ProS-GAN's code uses 50 for NUS-WIDE and
+    MS-COCO, which the paper grids set per dataset), ``hash_weight`` 5, ``gan_weight`` 1,
+    ``d_every`` 3, ``width`` 64 (channels of the first generator and discriminator convolution;
+    the label encoder keeps 128),
     ``residual_blocks`` 3 (in the encoder and again in the decoder).
     """
 

@@ -264,6 +264,7 @@ def _print_plan(plan, root: Path, device: str, as_json: bool, rate=None) -> None
     ``rate`` (:class:`hashbench.devices.Rate`) prices the plan on a device that is not here;
     ``None`` estimates for ``device`` of this machine.
     """
+    from .plan import away_from_defaults
     from .pricing import bytes_by_kind, estimator, format_hours, member_totals, rate_caption, total_row
     from .results import check_results_path
     from .store import ArtifactStore, format_bytes
@@ -279,11 +280,16 @@ def _print_plan(plan, root: Path, device: str, as_json: bool, rate=None) -> None
                                                            "basis": "timings, else FLOPs / the measured rate of each stage's network"}
         stages = [{**r.as_dict(), "bytes": sizes[r.stage].known, "bytes_unknown": sizes[r.stage].unknown}
                   for r in rows]
+        grids = plan.cell_grids()
+        cell_params = [{"id": c.cell_id, "grids": grids.get(c.cell_id, [c.grid]), **c.coords,
+                        "params": c.resolved_params()} for c in plan.cells]
         click.echo(json.dumps({"grid": plan.grid_name, "grids": plan.members, "profile": plan.profile_name,
                                "cells": len(plan.cells), "device": label, "pricing": pricing,
                                "amp": plan.options.amp, "stages": stages, "total": total,
                                "member_totals": [m.as_dict() for m in members],
-                               "unavailable": plan.unavailable, "split_notes": plan.split_notes}, indent=2))
+                               "unavailable": plan.unavailable, "split_notes": plan.split_notes,
+                               "non_default_params": away_from_defaults(plan), "cell_params": cell_params},
+                              indent=2))
         return
     title = f"plan: grid {markup(plan.grid_name)}, profile {markup(plan.profile_name)}, {len(plan.cells)} cells"
     caption = (rate_caption(rate, plan.options.amp, plan.options.amp_attacks) if rate is not None else
@@ -302,6 +308,9 @@ def _print_plan(plan, root: Path, device: str, as_json: bool, rate=None) -> None
     console.print(table)
     if members:
         console.print(_member_table(plan.grid_name, members, total, unit))
+    changed = away_from_defaults(plan)
+    if changed:
+        console.print(_params_table(changed, union=len(plan.members) > 1))
     unknown = f" ({total['bytes_unknown']} stages of unknown size not counted)" if total["bytes_unknown"] else ""
     # the time's unit is the device's: GPU-hours on a GPU, hours on a CPU
     seconds = total["estimated_s"]
@@ -316,6 +325,30 @@ def _print_plan(plan, root: Path, device: str, as_json: bool, rate=None) -> None
     for name, note in plan.split_notes.items():
         console.print(f"[yellow]warning: dataset {markup(name)}[/]: {markup(note)}", markup=True, highlight=False,
                       soft_wrap=True)
+
+
+def _params_table(changed: list[dict[str, Any]], union: bool) -> Table:
+    """The parameters away from the plugins' defaults (``plan.away_from_defaults``), one row per plugin
+    and set of values, with the datasets (and, for a union, the grids) whose cells use them."""
+    from rich import box
+
+    table = Table(title="parameters away from the plugins' defaults", box=box.SIMPLE_HEAD,
+                  caption="after the profile, the grid's params and params_by_dataset, and --set; "
+                          "every value of every cell: --json (cell_params)")
+    columns = ("plugin", "values", *(("grids",) if union else ()), "datasets")
+    for col in columns:
+        table.add_column(col, overflow="fold")
+    for entry in changed:
+        values = " ".join(f"{k}={_yaml_scalar(v)}" for k, v in entry["values"].items())
+        where = [", ".join(entry["grids"])] if union else []
+        table.add_row(markup(f"{entry['kind']} {entry['name']}"), markup(values), *map(markup, where),
+                      markup(", ".join(entry["datasets"])))
+    return table
+
+
+def _yaml_scalar(value: Any) -> str:
+    """A parameter value as it would be written in registry.yaml (true, 0.05, [64, 32], pytorch_default)."""
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _member_table(union: str, members, total: dict[str, Any], unit: str) -> Table:

@@ -49,6 +49,21 @@ def _check_kinds(table: dict[str, Any]) -> dict[str, Any]:
     return table
 
 
+#: the plugin kinds a grid's ``params_by_dataset`` may set (a dataset's own parameters are ``params.datasets``)
+PER_DATASET_KINDS = tuple(k for k in PLUGIN_KINDS if k != "datasets")
+
+
+def _check_per_dataset(table: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Keys under each dataset of ``params_by_dataset`` must be plugin kinds other than datasets."""
+    for dataset, kinds in table.items():
+        for kind in kinds:
+            if kind == "datasets":
+                raise ValueError(f"{dataset}.datasets: a dataset's own parameters go in params.datasets.{dataset}")
+            if kind not in PER_DATASET_KINDS:
+                raise ValueError(f"{dataset}: unknown plugin kind '{kind}' (allowed: {', '.join(PER_DATASET_KINDS)})")
+    return table
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -130,7 +145,14 @@ class Profile(_Strict):
 
 
 class Grid(_Strict):
-    """A cross product: datasets × methods × backbones × bits × defenses × attacks × seeds."""
+    """A cross product: datasets × methods × backbones × bits × defenses × attacks × seeds.
+
+    A plugin's parameters are resolved in layers, each over the one before: the plugin's
+    defaults, scaled by the profile's ``scale``; the profile's ``set``; the grid's ``params``
+    (per plugin kind and name); the grid's ``params_by_dataset`` (the same, for the cells of one
+    dataset).  ``--set params.…`` edits the grid's ``params`` and drops that parameter from
+    ``params_by_dataset`` (the command line wins on every dataset).
+    """
 
     description: str = ""
     profile: str = "paper"
@@ -142,6 +164,8 @@ class Grid(_Strict):
     attacks: list[str] = Field(default_factory=list, description="the clean evaluation always runs")
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     params: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=dict)
+    params_by_dataset: dict[str, dict[str, dict[str, dict[str, Any]]]] = Field(
+        default_factory=dict, description="dataset → plugin kind → plugin → parameters, for that dataset's cells")
 
     @field_validator("bits")
     @classmethod
@@ -160,6 +184,14 @@ class Grid(_Strict):
         return v
 
     _kinds = field_validator("params")(classmethod(lambda cls, v: _check_kinds(v)))
+    _per_dataset = field_validator("params_by_dataset")(classmethod(lambda cls, v: _check_per_dataset(v)))
+
+    def plugin_values(self, kind: str, name: str, dataset: str | None = None) -> dict[str, Any]:
+        """The grid's values for one plugin: ``params``, then ``params_by_dataset`` of ``dataset``."""
+        values = dict(self.params.get(kind, {}).get(name, {}))
+        if dataset is not None:
+            values.update(self.params_by_dataset.get(dataset, {}).get(kind, {}).get(name, {}))
+        return values
 
 
 class UnionGrid(_Strict):
@@ -336,10 +368,19 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
-def _did_you_mean(what: str, name: str, choices: list[str] | tuple[str, ...], of: str = "") -> str:
+def _hint(name: str, choices: list[str] | tuple[str, ...]) -> str:
     close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.6)
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    return f"unknown {what} '{shorten(name)}'{of}.{hint} Choices: {', '.join(choices)}."
+    return f"{hint} Choices: {', '.join(choices)}."
+
+
+def _did_you_mean(what: str, name: str, choices: list[str] | tuple[str, ...], of: str = "") -> str:
+    return f"unknown {what} '{shorten(name)}'{of}.{_hint(name, choices)}"
+
+
+def not_on_axis(kind: str, name: str, axis: list[str] | tuple[str, ...]) -> str:
+    """"'<name>' is not on the grid's <kind> axis. Did you mean …? Choices: …" (``kind`` plural)."""
+    return f"'{shorten(name)}' is not on the grid's {kind} axis.{_hint(name, axis)}"
 
 
 def apply_overrides(config: Config, members: list[tuple[str, Grid]], overrides: list[str]) -> list[tuple[str, Grid]]:
@@ -348,7 +389,9 @@ def apply_overrides(config: Config, members: list[tuple[str, Grid]], overrides: 
     Axis keys (``attacks=[hag,sdha]``; a scalar means a one-element list) and ``profile`` /
     ``description`` replace the value in every member.  ``params.<kind>.<name>.<param>=VALUE``
     (or ``params.<kind>.<name>={…}``) sets a plugin parameter in every member that has
-    ``<name>`` on its ``<kind>`` axis.  Every error names the key, with did-you-mean, as a
+    ``<name>`` on its ``<kind>`` axis, on every dataset (it replaces that parameter's
+    ``params_by_dataset`` values); ``params_by_dataset.<dataset>.<kind>.<name>.<param>=VALUE``
+    sets it for one dataset's cells.  Every error names the key, with did-you-mean, as a
     :class:`ConfigError`.
     """
     for text in overrides:
@@ -358,7 +401,15 @@ def apply_overrides(config: Config, members: list[tuple[str, Grid]], overrides: 
         if head not in GRID_KEYS:
             raise ConfigError(f"--set {key}: {_did_you_mean('grid key', head, GRID_KEYS)}")
         if head == "params":
-            members = _override_param(config, members, path, value, key)
+            members = _override_param(config, members, path[1:], value, key)
+            continue
+        if head == "params_by_dataset":
+            datasets = sorted({d for _, g in members for d in g.datasets})
+            if len(path) < 2:
+                raise ConfigError(f"--set {key}: expected {_PER_DATASET_EXAMPLE}")
+            if path[1] not in datasets:
+                raise ConfigError(f"--set {key}: {not_on_axis('datasets', path[1], datasets)}")
+            members = _override_param(config, members, path[2:], value, key, dataset=path[1])
             continue
         if len(path) > 1:
             raise ConfigError(f"--set {key}: '{head}' has no sub-keys; write --set {head}=VALUE")
@@ -378,39 +429,56 @@ def _revalidate(grid: Grid, update: dict[str, Any], key: str) -> Grid:
         raise ConfigError(f"--set {key}: " + "; ".join(problems)) from None
 
 
+_PER_DATASET_EXAMPLE = ("params_by_dataset.<dataset>.<kind>.<name>.<param>=VALUE "
+                        "(e.g. params_by_dataset.nuswide21.attacks.prosgan.rec_weight=50)")
+
+
 def _override_param(config: Config, members: list[tuple[str, Grid]], path: list[str], value: Any,
-                    key: str) -> list[tuple[str, Grid]]:
-    if len(path) not in (3, 4):
-        raise ConfigError(f"--set {key}: expected params.<kind>.<name>.<param>=VALUE "
-                          "(e.g. params.attacks.center.iterations=5)")
-    kind, name = path[1], path[2]
-    if kind not in PLUGIN_KINDS:
-        raise ConfigError(f"--set {key}: {_did_you_mean('plugin kind', kind, PLUGIN_KINDS)}")
-    on_axis = sorted({n for _, g in members for n in getattr(g, kind)})
+                    key: str, dataset: str | None = None) -> list[tuple[str, Grid]]:
+    """``path`` = [kind, name] or [kind, name, param]: into ``params``, or ``params_by_dataset`` of ``dataset``."""
+    if len(path) not in (2, 3):
+        raise ConfigError(f"--set {key}: expected " + (_PER_DATASET_EXAMPLE if dataset is not None else
+                          "params.<kind>.<name>.<param>=VALUE (e.g. params.attacks.center.iterations=5)"))
+    kind, name = path[0], path[1]
+    kinds = PLUGIN_KINDS if dataset is None else PER_DATASET_KINDS
+    if dataset is not None and kind == "datasets":
+        raise ConfigError(f"--set {key}: a dataset's own parameters are set with params.datasets.{dataset}.<param>")
+    if kind not in kinds:
+        raise ConfigError(f"--set {key}: {_did_you_mean('plugin kind', kind, kinds)}")
+    having = [g for _, g in members if dataset is None or dataset in g.datasets]
+    on_axis = sorted({n for g in having for n in getattr(g, kind)})
     if name not in on_axis:
-        raise ConfigError(f"--set {key}: '{name}' is not on the grid's {kind} axis. "
-                          + _did_you_mean(kind[:-1], name, on_axis).split(". ", 1)[1])
-    if len(path) == 4:
-        _check_param_name(config, kind, name, path[3], key)
-        values = {path[3]: value}
+        raise ConfigError(f"--set {key}: {not_on_axis(kind, name, on_axis)}")
+    if len(path) == 3:
+        check_param_name(config, kind, name, path[2], f"--set {key}")
+        values = {path[2]: value}
     elif isinstance(value, dict):
         for param in value:
-            _check_param_name(config, kind, name, str(param), key)
+            check_param_name(config, kind, name, str(param), f"--set {key}")
         values = value
     else:
         raise ConfigError(f"--set {key}: expected a mapping of parameters, e.g. {key}={{iterations: 5}}")
     out = []
     for member, grid in members:
-        if name in getattr(grid, kind):
+        if name in getattr(grid, kind) and (dataset is None or dataset in grid.datasets):
             params = {k: {n: dict(v) for n, v in table.items()} for k, table in grid.params.items()}
-            params.setdefault(kind, {}).setdefault(name, {}).update(values)
-            grid = _revalidate(grid, {"params": params}, key)
+            by_dataset = {d: {k: {n: dict(v) for n, v in table.items()} for k, table in tables.items()}
+                          for d, tables in grid.params_by_dataset.items()}
+            if dataset is None:
+                params.setdefault(kind, {}).setdefault(name, {}).update(values)
+                for table in by_dataset.values():  # the command line wins on every dataset
+                    for param in values:
+                        table.get(kind, {}).get(name, {}).pop(param, None)
+            else:
+                by_dataset.setdefault(dataset, {}).setdefault(kind, {}).setdefault(name, {}).update(values)
+            grid = _revalidate(grid, {"params": params, "params_by_dataset": by_dataset}, key)
         out.append((member, grid))
     return out
 
 
-def _check_param_name(config: Config, kind: str, name: str, param: str, key: str) -> None:
-    """Did-you-mean for a parameter name, when the plugin is registered (else the planner reports it)."""
+def check_param_name(config: Config, kind: str, name: str, param: str, where: str) -> None:
+    """Did-you-mean for a parameter name, when the plugin is registered (else the planner reports it);
+    the error starts with ``where``."""
     from . import registries
     from .errors import PluginError
 
@@ -422,4 +490,4 @@ def _check_param_name(config: Config, kind: str, name: str, param: str, key: str
     fields = sorted(cls.Params.model_fields)
     if param not in fields:
         of = f" of {kind[:-1]} '{plugin}'"
-        raise ConfigError(f"--set {key}: {_did_you_mean('parameter', param, fields, of)}")
+        raise ConfigError(f"{where}: {_did_you_mean('parameter', param, fields, of)}")

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import registries
-from .config import Config, DatasetDecl, Grid, Profile, UnionGrid
+from .config import Config, DatasetDecl, Grid, Profile, UnionGrid, check_param_name, not_on_axis
 from .cost import Sizes, dataset_sizes, declared_sizes
 from .data.base import HashDataset
 from .data.splits import check_split_sizes, own_split, size_differences
@@ -105,6 +105,17 @@ class Cell:
     def cell_id(self) -> str:
         return f"{self.dataset}-{self.method}-{self.backbone}-{self.bits}-{self.defense}-{self.attack}-s{self.seed}"
 
+    def resolved_params(self) -> dict[str, dict[str, Any] | None]:
+        """The parameters its stages run with, per plugin kind, after every layer (profile, grid,
+        ``params_by_dataset``, ``--set``); ``None`` for no defense (the clean model) and no attack."""
+        train = self.stages["train"].spec
+        defend = self.stages.get("defend")
+        attack = self.stages.get("attack")
+        return {"dataset": self.stages["split"].spec["dataset"]["params"],
+                "method": train["method"]["params"], "backbone": train["backbone"]["params"],
+                "defense": defend.spec["defense"]["params"] if defend is not None else None,
+                "attack": attack.spec["attack"]["params"] if attack is not None else None}
+
 
 @dataclass
 class Plan:
@@ -139,12 +150,59 @@ class Plan:
             visit(cell.evaluate)
         return list(seen.values())
 
+    def cell_grids(self) -> dict[str, list[str]]:
+        """Cell id → the member grids that define it (a union's shared cell is in several)."""
+        out: dict[str, list[str]] = {}
+        for member, ids in self.member_cells.items():
+            for cell_id in ids:
+                out.setdefault(cell_id, []).append(member)
+        return out
+
     def counts(self) -> dict[str, int]:
         """Distinct stages per kind, in :data:`STAGE_KINDS` order (kinds with none left out)."""
         out = {kind: 0 for kind in STAGE_KINDS}
         for stage in self.stages():
             out[stage.kind] += 1
         return {k: v for k, v in out.items() if v}
+
+
+#: cell coordinate → plugin kind, for the plugins whose parameters :meth:`Cell.resolved_params` lists
+_CELL_PLUGINS = {"method": "methods", "backbone": "backbones", "defense": "defenses", "attack": "attacks"}
+
+
+def away_from_defaults(plan: Plan) -> list[dict[str, Any]]:
+    """The plugin parameters of ``plan`` that differ from the plugins' defaults, grouped.
+
+    One entry per plugin and set of changed values: ``kind`` ("method", …), ``name``, ``values``
+    (only the changed parameters), and the ``grids`` and ``datasets`` of the cells that use them,
+    in plan order.  A compact view of what every layer (profile, grid, ``params_by_dataset``,
+    ``--set``) changed; :meth:`Cell.resolved_params` has every value.
+    """
+    defaults: dict[tuple[str, str], dict[str, Any]] = {}
+    groups: dict[tuple[str, str, str], dict[str, Any]] = {}
+    grids = plan.cell_grids()
+    for cell in plan.cells:
+        for coord, params in cell.resolved_params().items():
+            if coord not in _CELL_PLUGINS or params is None:
+                continue
+            name = getattr(cell, coord)
+            if (coord, name) not in defaults:
+                fields = registries.BY_KIND[_CELL_PLUGINS[coord]].get(name).Params.model_fields
+                defaults[coord, name] = {f: info.default for f, info in fields.items()}
+            base = defaults[coord, name]
+            changed = {k: v for k, v in params.items() if k not in base or _json_value(base[k]) != v}
+            if not changed:
+                continue
+            group = groups.setdefault((coord, name, canonical_json(changed)),
+                                      {"kind": coord, "name": name, "values": changed, "grids": [], "datasets": []})
+            for key, values in (("grids", grids.get(cell.cell_id, [cell.grid])), ("datasets", [cell.dataset])):
+                group[key].extend(v for v in values if v not in group[key])
+    return list(groups.values())
+
+
+def _json_value(value: Any) -> Any:
+    """A schema default as :func:`params_dict` writes values (tuples as lists)."""
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _plugin_spec(kind: str, name: str, values: dict[str, Any], where: str) -> dict[str, Any]:
@@ -155,8 +213,9 @@ def _plugin_spec(kind: str, name: str, values: dict[str, Any], where: str) -> di
     return {"name": name, "params": params_dict(params), "origin": [dist, version]}
 
 
-def _resolved_values(kind: str, name: str, profile: Profile, grid: Grid) -> dict[str, Any]:
-    """Plugin defaults, scaled by the profile, then the profile's and the grid's explicit values."""
+def _resolved_values(kind: str, name: str, profile: Profile, grid: Grid, dataset: str) -> dict[str, Any]:
+    """Plugin defaults, scaled by the profile, then the profile's ``set``, the grid's ``params`` and
+    the grid's ``params_by_dataset`` of ``dataset``, each over the one before."""
     cls = registries.BY_KIND[kind].get(name)
     values: dict[str, Any] = {}
     for field_name, factor in profile.scale.items():
@@ -164,8 +223,14 @@ def _resolved_values(kind: str, name: str, profile: Profile, grid: Grid) -> dict
         if info is not None and isinstance(info.default, int) and not isinstance(info.default, bool):
             values[field_name] = max(1, round(info.default * factor))
     values.update(profile.set.get(kind, {}).get(name, {}))
-    values.update(grid.params.get(kind, {}).get(name, {}))
+    values.update(grid.plugin_values(kind, name, dataset))
     return values
+
+
+def _where(where: str, kind: str, name: str, grid: Grid, dataset: str) -> str:
+    """Where a plugin's values come from, for errors; names the dataset when it has values of its own."""
+    own = name in grid.params_by_dataset.get(dataset, {}).get(kind, {})
+    return f"{where}: {kind[:-1]} '{name}'" + (f" on dataset '{dataset}'" if own else "")
 
 
 def _check_names(grid: Grid, where: str, config: Config) -> None:
@@ -184,6 +249,17 @@ def _check_names(grid: Grid, where: str, config: Config) -> None:
         for name in table:
             if name not in axis:
                 raise ConfigError(f"{where}.params.{kind}.{name}: '{name}' is not on the grid's {kind} axis ({', '.join(axis)})")
+    for dname, kinds in grid.params_by_dataset.items():
+        at = f"{where}.params_by_dataset.{dname}"
+        if dname not in grid.datasets:
+            raise ConfigError(f"{at}: {not_on_axis('datasets', dname, grid.datasets)}")
+        for kind, table in kinds.items():
+            axis = getattr(grid, kind)
+            for name, values in table.items():
+                if name not in axis:
+                    raise ConfigError(f"{at}.{kind}.{name}: {not_on_axis(kind, name, axis)}")
+                for param in values:
+                    check_param_name(config, kind, name, str(param), f"{at}.{kind}.{name}")
 
 
 def _dupes(grid: Grid, where: str) -> None:
@@ -317,10 +393,10 @@ def _plan_grid(config: Config, grid_name: str, grid: Grid, profile: Profile, whe
             sizes = _sizes(plan, decl, dataset, split.spec["split"], fingerprint is not None)
             if sizes is not None:
                 plan.sizes[split.key] = sizes
-        method = _plugin_spec("methods", mname, _resolved_values("methods", mname, profile, grid),
-                              f"{where}: method '{mname}'")
-        backbone = _plugin_spec("backbones", bname, _resolved_values("backbones", bname, profile, grid),
-                                f"{where}: backbone '{bname}'")
+        method = _plugin_spec("methods", mname, _resolved_values("methods", mname, profile, grid, dname),
+                              _where(where, "methods", mname, grid, dname))
+        backbone = _plugin_spec("backbones", bname, _resolved_values("backbones", bname, profile, grid, dname),
+                                _where(where, "backbones", bname, grid, dname))
         train_inputs = {"split": split}
         if backbone["params"].get("pretrain_epochs", 0) > 0:  # BackboneParams' supervised warm start
             train_inputs["pretrain"] = intern(Stage("pretrain", {"backbone": backbone, "seed": derive_seed(seed, "pretrain"),
@@ -332,8 +408,8 @@ def _plan_grid(config: Config, grid_name: str, grid: Grid, profile: Profile, whe
             model = train
             defend = None
         else:
-            defense = _plugin_spec("defenses", dfname, _resolved_values("defenses", dfname, profile, grid),
-                                   f"{where}: defense '{dfname}'")
+            defense = _plugin_spec("defenses", dfname, _resolved_values("defenses", dfname, profile, grid, dname),
+                                   _where(where, "defenses", dfname, grid, dname))
             defend = intern(Stage("defend", {"defense": defense, "method": method,
                                              "seed": derive_seed(seed, "defend"), **train_extra},
                                   {"model": train, "split": split}))
@@ -350,8 +426,8 @@ def _plan_grid(config: Config, grid_name: str, grid: Grid, profile: Profile, whe
         cells.append(Cell(dname, mname, bname, bits, dfname, CLEAN, seed, clean_eval,
                           {**base_stages, "evaluate": clean_eval}, grid_name))
         for aname in grid.attacks:
-            attack = _plugin_spec("attacks", aname, _resolved_values("attacks", aname, profile, grid),
-                                  f"{where}: attack '{aname}'")
+            attack = _plugin_spec("attacks", aname, _resolved_values("attacks", aname, profile, grid, dname),
+                                  _where(where, "attacks", aname, grid, dname))
             attack_cls = registries.attacks.get(aname)
             inputs = {"model": model, "encode": encode, "split": split}
             stages = dict(base_stages)
