@@ -1,8 +1,8 @@
 """Time hashbench.metrics against a naive per-query NumPy baseline, and measure its memory.
 
 Run from the repository root: ``python -m benchmarks.bench_metrics [--quick] [--queries Q]
-[--database N] [--bits K]``.  Prints a table (one row per metric: map_at_k, pr_curve,
-precision_at_n), checks that both implementations agree to 1e-6 (and, where the compiled ranking
+[--database N] [--bits K] [--radius R]``.  Prints a table (one row per metric: map_at_k, pr_curve,
+precision_at_n, recall_at_n, precision_at_radius), checks that both implementations agree to 1e-6 (and, where the compiled ranking
 kernel is installed, times the NumPy fallback too: its values must be identical), then measures in a
 subprocess the peak memory of ``pr_curve`` on 5,000 × 200,000 × 64 (peak RSS and the
 tracemalloc peak of the call) next to what a dense vectorised evaluation would need.  The
@@ -25,7 +25,15 @@ import torch
 
 from benchmarks.common import write_report
 from hashbench import metrics as metrics_module
-from hashbench.metrics import map_at_k, pr_curve, precision_at_n, ranking_backend
+from hashbench.metrics import (
+    DEFAULT_RADIUS,
+    map_at_k,
+    pr_curve,
+    precision_at_n,
+    precision_at_radius,
+    ranking_backend,
+    recall_at_n,
+)
 
 TOLERANCE = 1e-6
 TARGET = 20.0
@@ -33,6 +41,10 @@ MEMORY_LIMIT = 2 * 1024**3
 #: Bytes per (query, item) pair of a dense vectorised evaluation: float32 distances, int64
 #: argsort indices, float32 label products, the gathered bool relevance, int64 cumulative hits.
 DENSE_BYTES_PER_PAIR = 4 + 8 + 4 + 1 + 8
+#: Random 64-bit codes have no item within 2 bits of a query (probability about 1e-16), so both
+#: sides would agree on an all-zero precision; within 24 bits lies about 2.5% of the database,
+#: which makes the comparison real.  The time does not depend on the radius.
+BENCH_RADIUS = 24
 
 
 # ---------------------------------------------------------------------------
@@ -73,6 +85,32 @@ def naive_precision_at_n(qb, db, ql, dl, ns: Sequence[int]) -> np.ndarray:
             m = min(n, len(gnd))
             sums[i] += gnd[:m].sum() / m
     return sums / qb.shape[0]
+
+
+def naive_recall_at_n(qb, db, ql, dl, ns: Sequence[int]) -> np.ndarray:
+    """DeepHash-pytorch's recall along the ranking (cumsum / all relevant), read at each N;
+    a query without relevant items scores 0, as hashbench defines it."""
+    sums = np.zeros(len(ns))
+    for gnd in naive_ranking(qb, db, ql, dl):
+        total = gnd.sum()
+        if total == 0:
+            continue
+        for i, n in enumerate(ns):
+            sums[i] += gnd[: min(n, len(gnd))].sum() / total
+    return sums / qb.shape[0]
+
+
+def naive_precision_at_radius(qb, db, ql, dl, radius: int) -> float:
+    """DHTA's ``hamming_precision``: per query, the items within the radius and the relevant
+    ones among them (0 when none is within)."""
+    k = qb.shape[1]
+    scores = []
+    for i in range(qb.shape[0]):
+        within = 0.5 * (k - db @ qb[i]) <= radius
+        total = int(within.sum())
+        hits = int(np.count_nonzero(within & (dl @ ql[i] > 0)))
+        scores.append(hits / total if total else 0.0)
+    return float(np.mean(scores))
 
 
 def naive_pr_curve(qb, db, ql, dl, levels: np.ndarray) -> np.ndarray:
@@ -159,6 +197,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--bits", type=int, default=64)
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--topk", type=int, default=None, help="MAP cut-off (default: all)")
+    parser.add_argument("--radius", type=int, default=BENCH_RADIUS,
+                        help=f"Hamming radius of precision_at_radius (default {BENCH_RADIUS}; the metric's own "
+                             f"default is {DEFAULT_RADIUS})")
     parser.add_argument("--repeat", type=int, default=3, help="runs of hashbench (best kept)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/metrics.json")
@@ -176,6 +217,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("map_at_k", lambda: map_at_k(*data, args.topk), lambda: naive_map(*data, args.topk)),
         ("pr_curve", lambda: pr_curve(*data, levels)[1], lambda: naive_pr_curve(*data, levels)),
         ("precision_at_n", lambda: precision_at_n(*data, ns), lambda: naive_precision_at_n(*data, ns)),
+        ("recall_at_n", lambda: recall_at_n(*data, ns), lambda: naive_recall_at_n(*data, ns)),
+        ("precision_at_radius", lambda: precision_at_radius(*data, args.radius),
+         lambda: naive_precision_at_radius(*data, args.radius)),
     ]
     print(
         f"{args.queries} queries x {args.database} database x {args.bits} bits, "
@@ -183,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"ranking: {ranking_backend()}"
     )
     compiled = ranking_backend() == "compiled"
-    print(f"{'metric':<16}{'hashbench s':>13}{'naive s':>11}{'speed-up':>10}{'max |diff|':>13}"
+    print(f"{'metric':<20}{'hashbench s':>13}{'naive s':>11}{'speed-up':>10}{'max |diff|':>13}"
           + (f"{'NumPy ranking s':>17}{'speed-up':>10}" if compiled else ""))
     results = {}
     ok = True
@@ -199,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "max_abs_diff": diff,
             "agree": diff <= TOLERANCE,
         }
-        row = f"{name:<16}{fast_s:>13.3f}{naive_s:>11.3f}{naive_s / fast_s:>9.1f}x{diff:>13.2e}"
+        row = f"{name:<20}{fast_s:>13.3f}{naive_s:>11.3f}{naive_s / fast_s:>9.1f}x{diff:>13.2e}"
         if compiled:  # what an installation without a C compiler gets: the NumPy fallback
             kernel, metrics_module._kernel = metrics_module._kernel, None
             try:

@@ -2,14 +2,20 @@
  * hashbench._ranking: the inner loop of hashbench.metrics, compiled.
  *
  * relevant_ranks(q_words, db_words, q_labels, db_labels, words, label_words, depth,
- *                ranks, counts) -> None
+ *                ranks, counts[, totals]) -> None
+ * radius_counts(q_words, db_words, q_labels, db_labels, words, label_words, radius,
+ *               within, hits) -> None
  *
  * Inputs are C-contiguous uint64 buffers: bit-packed codes (rows x words, n x words) and
  * bit-packed multi-hot labels (rows x label_words, n x label_words).  For every query row it
  * ranks the n database items by ascending Hamming distance, ties by ascending index (the
  * ranking hashbench.metrics defines), and writes the ascending 1-based ranks of the relevant
  * items (labels sharing a bit) among the first `depth` ranks into ranks[row, :counts[row]]
- * (int64, rows x depth; counts: int64, rows).
+ * (int64, rows x depth; counts: int64, rows).  If given, totals[row] (int64, rows) receives the
+ * number of relevant items in the whole database, for recall.
+ *
+ * radius_counts needs no ranking: per query row it counts the database items within Hamming
+ * distance `radius` (within[row]) and the relevant ones among them (hits[row]), both int64.
  *
  * Distances are small integers, so the ranking is a counting sort: a histogram of the row's
  * distances gives where each distance's run of items starts, and a second pass in index order
@@ -53,6 +59,7 @@ typedef struct {
     const uint64_t *q, *db, *ql, *dl;
     Py_ssize_t rows, n, words, label_words, depth;
     int64_t *ranks, *counts;
+    int64_t *totals;   /* rows, or NULL: relevant items in the whole database */
     Py_ssize_t *count; /* HB_LANES x (words * 64 + 1) */
     uint16_t *key;     /* n: distance << 1 | relevant */
     uint8_t *hit;      /* n: hit[p] = relevance of the item at rank p + 1 */
@@ -148,6 +155,43 @@ static void rank_rows(const Job *job)
             c += hit[p];
         }
         job->counts[row] = (int64_t)c;
+        if (job->totals) {
+            Py_ssize_t t = c;
+            for (Py_ssize_t p = depth; p < n; p++)
+                t += hit[p];
+            job->totals[row] = (int64_t)t;
+        }
+    }
+}
+
+/* radius_counts' loop: one pass over the database per query, no ranking.  The comparison
+ * and both counters are branch-free, so the pass runs at the speed of item_key. */
+HB_CLONES
+static void radius_rows(const uint64_t *restrict q_all, const uint64_t *restrict db,
+                        const uint64_t *restrict ql_all, const uint64_t *restrict dl, Py_ssize_t rows,
+                        Py_ssize_t n, Py_ssize_t W, Py_ssize_t L, Py_ssize_t radius,
+                        int64_t *restrict within, int64_t *restrict hits)
+{
+    for (Py_ssize_t row = 0; row < rows; row++) {
+        const uint64_t *restrict q = q_all + row * W, *restrict ql = ql_all + row * L;
+        int64_t inside = 0, relevant = 0;
+        if (W == 1 && L == 1) { /* the common case spelled out, as in rank_rows */
+            const uint64_t q0 = q[0], l0 = ql[0];
+            for (Py_ssize_t j = 0; j < n; j++) {
+                const int64_t in = HB_POPCOUNT(q0 ^ db[j]) <= (unsigned)radius;
+                inside += in;
+                relevant += in & ((l0 & dl[j]) != 0);
+            }
+        } else {
+            for (Py_ssize_t j = 0; j < n; j++) {
+                const unsigned k = item_key(q, db + j * W, W, ql, dl + j * L, L);
+                const int64_t in = (k >> 1) <= (unsigned)radius;
+                inside += in;
+                relevant += in & (int64_t)(k & 1);
+            }
+        }
+        within[row] = inside;
+        hits[row] = relevant;
     }
 }
 
@@ -165,12 +209,12 @@ check_size(const Py_buffer *buf, Py_ssize_t items, Py_ssize_t itemsize, const ch
 static PyObject *
 relevant_ranks(PyObject *self, PyObject *args)
 {
-    Py_buffer q = {0}, db = {0}, ql = {0}, dl = {0}, ranks = {0}, counts = {0};
+    Py_buffer q = {0}, db = {0}, ql = {0}, dl = {0}, ranks = {0}, counts = {0}, totals = {0};
     Py_ssize_t W, L, depth;
     PyObject *result = NULL;
     (void)self;
-    if (!PyArg_ParseTuple(args, "y*y*y*y*nnnw*w*", &q, &db, &ql, &dl, &W, &L, &depth, &ranks,
-                          &counts))
+    if (!PyArg_ParseTuple(args, "y*y*y*y*nnnw*w*|w*", &q, &db, &ql, &dl, &W, &L, &depth, &ranks,
+                          &counts, &totals))
         return NULL;
     Job job = {0};
     if (W < 1 || L < 1 || W * 64 > HB_MAX_BITS) {
@@ -190,11 +234,12 @@ relevant_ranks(PyObject *self, PyObject *args)
     }
     if (check_size(&ql, job.rows * L, 8, "q_labels") || check_size(&dl, job.n * L, 8, "db_labels")
         || check_size(&ranks, job.rows * depth, 8, "ranks")
-        || check_size(&counts, job.rows, 8, "counts"))
+        || check_size(&counts, job.rows, 8, "counts")
+        || (totals.buf && check_size(&totals, job.rows, 8, "totals")))
         goto done;
     job.q = q.buf, job.db = db.buf, job.ql = ql.buf, job.dl = dl.buf;
     job.words = W, job.label_words = L, job.depth = depth;
-    job.ranks = ranks.buf, job.counts = counts.buf;
+    job.ranks = ranks.buf, job.counts = counts.buf, job.totals = totals.buf;
     job.count = PyMem_RawMalloc((size_t)(HB_LANES * (W * 64 + 1)) * sizeof(Py_ssize_t));
     job.key = PyMem_RawMalloc((size_t)job.n * sizeof(uint16_t));
     job.hit = PyMem_RawMalloc((size_t)job.n);
@@ -217,14 +262,65 @@ done:
     PyBuffer_Release(&dl);
     PyBuffer_Release(&ranks);
     PyBuffer_Release(&counts);
+    if (totals.obj)
+        PyBuffer_Release(&totals);
+    return result;
+}
+
+static PyObject *
+radius_counts(PyObject *self, PyObject *args)
+{
+    Py_buffer q = {0}, db = {0}, ql = {0}, dl = {0}, within = {0}, hits = {0};
+    Py_ssize_t W, L, radius, rows = 0, n = 0;
+    PyObject *result = NULL;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*nnnw*w*", &q, &db, &ql, &dl, &W, &L, &radius, &within,
+                          &hits))
+        return NULL;
+    if (W < 1 || L < 1 || W * 64 > HB_MAX_BITS) {
+        PyErr_Format(PyExc_ValueError, "words must be in 1..%d and label_words >= 1",
+                     HB_MAX_BITS / 64);
+        goto done;
+    }
+    if (radius < 0) {
+        PyErr_Format(PyExc_ValueError, "radius must be >= 0, got %zd", radius);
+        goto done;
+    }
+    if (q.len % (W * 8) || db.len % (W * 8)) {
+        PyErr_SetString(PyExc_ValueError, "code buffers are not a whole number of rows");
+        goto done;
+    }
+    rows = q.len / (W * 8);
+    n = db.len / (W * 8);
+    if (check_size(&ql, rows * L, 8, "q_labels") || check_size(&dl, n * L, 8, "db_labels")
+        || check_size(&within, rows, 8, "within") || check_size(&hits, rows, 8, "hits"))
+        goto done;
+    if (radius > W * 64) /* every item is within; keeps the unsigned comparison exact */
+        radius = W * 64;
+    Py_BEGIN_ALLOW_THREADS
+    radius_rows(q.buf, db.buf, ql.buf, dl.buf, rows, n, W, L, radius, within.buf, hits.buf);
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyBuffer_Release(&q);
+    PyBuffer_Release(&db);
+    PyBuffer_Release(&ql);
+    PyBuffer_Release(&dl);
+    PyBuffer_Release(&within);
+    PyBuffer_Release(&hits);
     return result;
 }
 
 static PyMethodDef methods[] = {
     {"relevant_ranks", relevant_ranks, METH_VARARGS,
      "relevant_ranks(q_words, db_words, q_labels, db_labels, words, label_words, depth, ranks, "
-     "counts): per query row, the ascending 1-based ranks of its relevant items within the "
-     "first depth ranks (ranks[row, :counts[row]])."},
+     "counts[, totals]): per query row, the ascending 1-based ranks of its relevant items within the "
+     "first depth ranks (ranks[row, :counts[row]]); totals[row], if given: all its relevant items."},
+    {"radius_counts", radius_counts, METH_VARARGS,
+     "radius_counts(q_words, db_words, q_labels, db_labels, words, label_words, radius, within, "
+     "hits): per query row, the database items within Hamming distance radius (within[row]) and "
+     "the relevant ones among them (hits[row])."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,4 +1,5 @@
-"""Retrieval metrics for binary hash codes: MAP@k, precision@N and precision-recall curves.
+"""Retrieval metrics for binary hash codes: MAP@k, precision@N, recall@N, precision within a
+Hamming radius and precision-recall curves.
 
 Conventions shared by every function:
 
@@ -29,7 +30,10 @@ index) keys. Two implementations give identical results:
   radix sort.
 
 Either way only the first ``depth`` ranks are kept (``topk`` for MAP@k, ``max(ns)`` for
-P@N), as the ascending ranks of the relevant items. Queries are processed in blocks by
+P@N and R@N), as the ascending ranks of the relevant items (plus, for recall, each query's
+count of relevant items in the whole database).  Precision within a Hamming radius needs no
+ranking: the same distance and relevance pass counts, per query, the items within the
+radius and the relevant ones among them (``radius_counts`` in the kernel). Queries are processed in blocks by
 ``torch.get_num_threads()`` threads (both implementations release the GIL); a block holds
 at most ``max_elements`` (query, item) pairs and is reduced to per-query numbers inside its
 thread, so results do not depend on the block size.
@@ -48,10 +52,14 @@ try:
 except ImportError:  # pragma: no cover - depends on the installation
     _kernel = None
 
-__all__ = ["map_at_k", "t_map", "precision_at_n", "pr_curve", "ranking_backend", "DEFAULT_MAX_ELEMENTS"]
+__all__ = ["map_at_k", "t_map", "precision_at_n", "recall_at_n", "precision_at_radius", "pr_curve",
+           "ranking_backend", "DEFAULT_MAX_ELEMENTS", "DEFAULT_RADIUS"]
 
 #: Default bound on the (query, database item) pairs held in memory at once.
 DEFAULT_MAX_ELEMENTS = 2**22
+
+#: The Hamming radius of :func:`precision_at_radius` by default (DHTA, DeepHash-pytorch: r = 2).
+DEFAULT_RADIUS = 2
 
 # Pairs per step when computing distances: the temporaries stay in cache and are reused,
 # instead of page-faulting fresh allocations as large as the whole block.
@@ -159,12 +167,12 @@ class _Ranker:
     """Packed database plus the machinery to rank blocks of queries against it."""
 
     def __init__(
-        self, qb: np.ndarray, db: np.ndarray, ql: np.ndarray, dl: np.ndarray, depth: int
+        self, qb: np.ndarray, db: np.ndarray, ql: np.ndarray, dl: np.ndarray, depth: int | None = None
     ) -> None:
         n_db, k_bits = db.shape
         # uint8 distances up to 255 bits, uint16 beyond: NumPy's stable sort is a radix sort for both
         self.dist_dtype = np.min_scalar_type(k_bits)
-        self.n_db, self.depth = n_db, depth
+        self.n_db, self.depth = n_db, n_db if depth is None else depth
         self.q_words, self.q_labels = _pack_bits(qb > 0), _pack_bits(ql != 0)
         db_words, dl_words = _pack_bits(db > 0), _pack_bits(dl != 0)
         # the kernel's distances share a uint16 with a relevance bit: codes of up to MAX_BITS bits
@@ -175,11 +183,45 @@ class _Ranker:
             self.db_words = [np.ascontiguousarray(db_words[:, w]) for w in range(db_words.shape[1])]
             self.db_labels = [np.ascontiguousarray(dl_words[:, w]) for w in range(dl_words.shape[1])]
 
-    def relevant_ranks(self, start: int, stop: int) -> list[np.ndarray]:
+    def relevant_ranks(self, start: int, stop: int, totals: np.ndarray | None = None) -> list[np.ndarray]:
         """For each query of ``start:stop``, the ascending 1-based ranks of its relevant items
-        within the first ``depth`` ranks."""
+        within the first ``depth`` ranks.  ``totals`` (int64, ``stop − start``), if given,
+        receives each query's number of relevant items in the whole database."""
         if self.kernel is not None:
-            return self._kernel_ranks(start, stop)
+            return self._kernel_ranks(start, stop, totals)
+        dist, rel = self._distances(start, stop)
+        if totals is not None:
+            rel.sum(axis=1, out=totals)
+        # A stable sort keeps equal distances in database order: exactly the (distance, index)
+        # ranking.  On small integers it is a linear-time radix sort, several times faster than
+        # sorting (distance, index) keys.  One row at a time, the order, the gathered relevance
+        # and its nonzero positions stay in cache.
+        out = []
+        for i in range(stop - start):
+            order = np.argsort(dist[i], kind="stable")[: self.depth]
+            ranks = np.flatnonzero(np.take(rel[i], order))
+            ranks += 1
+            out.append(ranks)
+        return out
+
+    def radius_counts(self, start: int, stop: int, radius: int) -> tuple[np.ndarray, np.ndarray]:
+        """For each query of ``start:stop``: (items within Hamming distance ``radius``, relevant
+        items among them), two int64 arrays."""
+        within = np.empty(stop - start, dtype=np.int64)
+        hits = np.empty(stop - start, dtype=np.int64)
+        if self.kernel is not None:
+            q_words, q_labels = self.q_words[start:stop], self.q_labels[start:stop]
+            self.kernel.radius_counts(q_words, self.db_rows, q_labels, self.dl_rows,
+                                      q_words.shape[1], q_labels.shape[1], radius, within, hits)
+            return within, hits
+        dist, rel = self._distances(start, stop)
+        inside = dist <= radius
+        inside.sum(axis=1, out=within)
+        np.logical_and(inside, rel, out=inside).sum(axis=1, out=hits)
+        return within, hits
+
+    def _distances(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """NumPy path: the (queries × database) Hamming distances and relevance of ``start:stop``."""
         n_db, n_rows = self.n_db, stop - start
         dist = np.empty((n_rows, n_db), dtype=self.dist_dtype)
         rel = np.empty((n_rows, n_db), dtype=bool)
@@ -204,26 +246,32 @@ class _Ranker:
                     np.not_equal(x, 0, out=r)
                 else:
                     r |= x != 0
-        # A stable sort keeps equal distances in database order: exactly the (distance, index)
-        # ranking.  On small integers it is a linear-time radix sort, several times faster than
-        # sorting (distance, index) keys.  One row at a time, the order, the gathered relevance
-        # and its nonzero positions stay in cache.
-        out = []
-        for i in range(n_rows):
-            order = np.argsort(dist[i], kind="stable")[: self.depth]
-            ranks = np.flatnonzero(np.take(rel[i], order))
-            ranks += 1
-            out.append(ranks)
-        return out
+        return dist, rel
 
-    def _kernel_ranks(self, start: int, stop: int) -> list[np.ndarray]:
+    def _kernel_ranks(self, start: int, stop: int, totals: np.ndarray | None) -> list[np.ndarray]:
         """:meth:`relevant_ranks` by the compiled counting sort (``hashbench/_ranking.c``)."""
         ranks = np.empty((stop - start, self.depth), dtype=np.int64)
         counts = np.empty(stop - start, dtype=np.int64)
         q_words, q_labels = self.q_words[start:stop], self.q_labels[start:stop]
+        extra = () if totals is None else (totals,)
         self.kernel.relevant_ranks(q_words, self.db_rows, q_labels, self.dl_rows,
-                                   q_words.shape[1], q_labels.shape[1], self.depth, ranks, counts)
+                                   q_words.shape[1], q_labels.shape[1], self.depth, ranks, counts, *extra)
         return [ranks[i, :c] for i, c in enumerate(counts.tolist())]
+
+
+def _in_blocks(n_query: int, n_db: int, max_elements: int, work: Callable[[int, int], _T]) -> list[_T]:
+    """``work(start, stop)`` over blocks of queries, in query order, on ``torch.get_num_threads()``
+    threads; a block holds at most ``max_elements`` (query, item) pairs per worker."""
+    max_elements = _check_positive_int(max_elements, "max_elements")
+    workers = max(1, min(torch.get_num_threads(), n_query))
+    rows = max(1, min(max_elements // (n_db * workers), -(-n_query // workers)))
+    spans = [(a, min(a + rows, n_query)) for a in range(0, n_query, rows)]
+    if workers == 1 or len(spans) == 1:
+        return [work(a, b) for a, b in spans]
+    # Only `workers` blocks run at a time and each is reduced to small per-query
+    # results before its memory is released, so submitting them all is safe.
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(lambda span: work(*span), spans))
 
 
 def _per_query(
@@ -241,18 +289,8 @@ def _per_query(
     Returns the per-block results in query order. At most ``max_elements`` pairs are
     ranked at once, split over the worker threads.
     """
-    max_elements = _check_positive_int(max_elements, "max_elements")
     ranker = _Ranker(qb, db, ql, dl, depth)
-    n_query, n_db = qb.shape[0], db.shape[0]
-    workers = max(1, min(torch.get_num_threads(), n_query))
-    rows = max(1, min(max_elements // (n_db * workers), -(-n_query // workers)))
-    spans = [(a, min(a + rows, n_query)) for a in range(0, n_query, rows)]
-    if workers == 1 or len(spans) == 1:
-        return [reduce(ranker.relevant_ranks(a, b)) for a, b in spans]
-    # Only `workers` blocks run at a time and each is reduced to small per-query
-    # results before its memory is released, so submitting them all is safe.
-    with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(lambda span: reduce(ranker.relevant_ranks(*span)), spans))
+    return _in_blocks(qb.shape[0], db.shape[0], max_elements, lambda a, b: reduce(ranker.relevant_ranks(a, b)))
 
 
 # ---------------------------------------------------------------------------
@@ -293,6 +331,14 @@ def map_at_k(
 t_map = map_at_k
 
 
+def _depths(ns: Sequence[int], n_db: int) -> np.ndarray:
+    """The validated cut-offs ``ns`` of P@N and R@N, each clamped to the database size."""
+    n_list = [_check_positive_int(n, "every value of ns") for n in ns]
+    if not n_list:
+        raise ValueError("ns must contain at least one value")
+    return np.minimum(np.asarray(n_list, dtype=np.int64), n_db)
+
+
 def precision_at_n(
     query_codes: Any,
     db_codes: Any,
@@ -308,10 +354,7 @@ def precision_at_n(
     of the whole ranked database. Returns a float64 array aligned with ``ns``.
     """
     qb, db, ql, dl = _prepare(query_codes, db_codes, query_labels, db_labels)
-    n_list = [_check_positive_int(n, "every value of ns") for n in ns]
-    if not n_list:
-        raise ValueError("ns must contain at least one value")
-    eff = np.minimum(np.asarray(n_list, dtype=np.int64), db.shape[0])
+    eff = _depths(ns, db.shape[0])
 
     def hits(ranks: list[np.ndarray]) -> np.ndarray:
         """Per query and N: the relevant items within the first N ranks."""
@@ -319,6 +362,69 @@ def precision_at_n(
 
     parts = _per_query(qb, db, ql, dl, int(eff.max()), max_elements, hits)
     return np.concatenate(parts).sum(axis=0) / (eff * qb.shape[0])
+
+
+def recall_at_n(
+    query_codes: Any,
+    db_codes: Any,
+    query_labels: Any,
+    db_labels: Any,
+    ns: Sequence[int] = range(100, 1001, 100),
+    *,
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
+) -> np.ndarray:
+    """Mean over queries of (#relevant in the top N) / (#relevant in the whole database), for
+    every N in ``ns``.
+
+    The ranking is MAP's (ascending Hamming distance, ties by database index).  A query with
+    no relevant item in the database scores 0 and still counts, as in MAP (and in DHTA's
+    ``evaluation.pr_curve``), so the value is always defined.  An N larger than the database
+    is clamped to it.  Returns a float64 array aligned with ``ns``.
+    """
+    qb, db, ql, dl = _prepare(query_codes, db_codes, query_labels, db_labels)
+    eff = _depths(ns, db.shape[0])
+    ranker = _Ranker(qb, db, ql, dl, int(eff.max()))
+
+    def recalls(start: int, stop: int) -> np.ndarray:
+        """Per query and N: its recall (0 for a query without relevant items)."""
+        totals = np.empty(stop - start, dtype=np.int64)
+        ranks = ranker.relevant_ranks(start, stop, totals)
+        hits = np.stack([np.searchsorted(r, eff, side="right") for r in ranks])
+        return hits / np.maximum(totals, 1)[:, None]  # hits are 0 where the total is
+
+    parts = _in_blocks(qb.shape[0], db.shape[0], max_elements, recalls)
+    return np.concatenate(parts).mean(axis=0)
+
+
+def precision_at_radius(
+    query_codes: Any,
+    db_codes: Any,
+    query_labels: Any,
+    db_labels: Any,
+    r: int = DEFAULT_RADIUS,
+    *,
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
+) -> float:
+    """Precision within Hamming radius ``r`` (hash lookup), averaged over queries.
+
+    Per query, among the database items at Hamming distance ``≤ r`` the fraction that is
+    relevant; a query with no item within ``r`` scores 0 and still counts in the mean, as in
+    DHTA's ``evaluation.hamming_precision`` (the usual "precision within Hamming radius 2"
+    of the hashing literature, r = 2 by default).  No ranking is involved, so ties do not
+    matter.  ``r`` may exceed ``K`` (every item is then within the radius).
+    """
+    qb, db, ql, dl = _prepare(query_codes, db_codes, query_labels, db_labels)
+    if isinstance(r, bool) or not isinstance(r, (int, np.integer)) or r < 0:
+        raise ValueError(f"r must be a non-negative integer Hamming radius, got {r!r}")
+    radius = int(min(r, qb.shape[1]))
+    ranker = _Ranker(qb, db, ql, dl)
+
+    def precisions(start: int, stop: int) -> np.ndarray:
+        within, hits = ranker.radius_counts(start, stop, radius)
+        return hits / np.maximum(within, 1)  # hits are 0 where nothing is within
+
+    parts = _in_blocks(qb.shape[0], db.shape[0], max_elements, precisions)
+    return float(np.concatenate(parts).mean())
 
 
 def pr_curve(

@@ -27,6 +27,7 @@ from .cost import Sizes, dataset_sizes, declared_sizes
 from .data.base import HashDataset
 from .data.splits import check_split_sizes, own_split, size_differences
 from .errors import ConfigError, PluginError, UserError
+from .metrics import DEFAULT_RADIUS
 from .params import params_dict, validate_params
 from .registry import unknown_name_message
 from .store import artifact_key, canonical_json
@@ -415,7 +416,7 @@ def _plan_grid(config: Config, grid_name: str, grid: Grid, profile: Profile, whe
                                   {"model": train, "split": split}))
             model = defend
         encode = intern(Stage("encode", {}, {"model": model, "split": split}))
-        evaluation = {"map_topk": decl.map_topk, "pn": decl.pn}
+        evaluation = {"map_topk": decl.map_topk, "pn": decl.pn, "radius": DEFAULT_RADIUS}  # evaluate's spec
         chance = intern(Stage("chance", {"bits": bits, "map_topk": decl.map_topk, "draws": CHANCE_DRAWS,
                                          "seed": derive_seed(seed, "chance")}, {"split": split}))
         base_stages = {"split": split, "chance": chance, **train_inputs, "train": train, "encode": encode}

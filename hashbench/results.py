@@ -27,11 +27,11 @@ RECORD_SCHEMA_VERSION = 1
 #: Columns of ``load(run)``, in order; curve columns hold lists.
 COLUMNS = [
     "run", "dataset", "method", "backbone", "bits", "defense", "attack", "seed", "targeted",
-    "map", "t_map", "map_topk", "num_queries", "num_database",
+    "map", "t_map", "map_topk", "num_queries", "num_database", "precision_radius", "radius",
     "chance_map", "chance_t_map", "distinct_codes", "bit_balance", "dead_bits",
     "linf_max", "l2_mean", "mse_mean", "epsilon", "bounded",
     "attack_wall_s", "train_wall_s", "defend_wall_s",
-    "pr_recall", "pr_precision", "pn_n", "pn_precision",
+    "pr_recall", "pr_precision", "pn_n", "pn_precision", "rn_n", "rn_recall",
     "split_hash", "cell_id",
 ]
 
@@ -241,6 +241,8 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
     timing = record.get("timing") or {}
     chance = metrics.get("chance") or {}
     health = metrics.get("code_health") or {}
+    radius = metrics.get("precision_radius") or {}  # absent from records written before it existed
+    recall = metrics.get("r_at_n") or {}
     return {
         "run": record["run"],
         **{k: cell[k] for k in ("dataset", "method", "backbone", "bits", "defense", "attack", "seed")},
@@ -250,6 +252,8 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
         "map_topk": metrics.get("map_topk"),
         "num_queries": metrics["num_queries"],
         "num_database": metrics["num_database"],
+        "precision_radius": radius.get("precision"),  # precision within Hamming radius `radius`
+        "radius": radius.get("radius"),
         "chance_map": chance.get("map"),  # random balanced codes on the same split and cut-off
         "chance_t_map": chance.get("t_map"),
         "distinct_codes": health.get("distinct_codes"),  # the model's database codes
@@ -267,6 +271,8 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
         "pr_precision": metrics["pr_curve"]["precision"],
         "pn_n": metrics["p_at_n"]["n"],
         "pn_precision": metrics["p_at_n"]["precision"],
+        "rn_n": recall.get("n"),
+        "rn_recall": recall.get("recall"),
         "split_hash": record["provenance"]["split_hash"],
         "cell_id": record["cell_id"],
     }

@@ -20,7 +20,7 @@ from .data.base import HashDataset
 from .data.splits import Split, make_split, own_split
 from .defense import DefenseContext
 from .errors import DataError, PluginError
-from .metrics import map_at_k, pr_curve, precision_at_n
+from .metrics import DEFAULT_RADIUS, map_at_k, pr_curve, precision_at_n, precision_at_radius, recall_at_n
 from .models.hash_model import HashModel
 from .plan import Stage, dataset_key
 from .progress import Reporter
@@ -415,6 +415,12 @@ def run_evaluate(ctx: StageContext, stage: Stage) -> Artifact:
     metrics["pr_curve"] = {"recall": _finite_or_none(recall), "precision": _finite_or_none(precision)}
     ns = [n for n in spec["pn"] if n <= len(split.database)] or [len(split.database)]
     metrics["p_at_n"] = {"n": ns, "precision": _finite_or_none(precision_at_n(query_codes, db_codes, query_labels, db_labels, ns))}
+    # hash lookup (items within a Hamming radius) and recall at the P@N depths; a query with no
+    # item within the radius, or no relevant item at all, scores 0 (hashbench.metrics)
+    radius = spec.get("radius", DEFAULT_RADIUS)
+    metrics["precision_radius"] = {
+        "radius": radius, "precision": precision_at_radius(query_codes, db_codes, query_labels, db_labels, radius)}
+    metrics["r_at_n"] = {"n": ns, "recall": _finite_or_none(recall_at_n(query_codes, db_codes, query_labels, db_labels, ns))}
     metrics["examples"], thumbnails = _example_rankings(dataset, split, query_codes, db_codes)
     return Artifact({"examples_top": thumbnails}, {"metrics": metrics, "wall_s": time.perf_counter() - start})
 

@@ -34,7 +34,8 @@ def test_metrics_agree_with_the_naive_baseline_and_report_memory(results, capsys
     assert rc == 0
     report = json.loads((results / "metrics.json").read_text())
     assert report["all_agree"] is True
-    assert set(report["results"]) == {"map_at_k", "pr_curve", "precision_at_n"}
+    assert set(report["results"]) == {"map_at_k", "pr_curve", "precision_at_n", "recall_at_n",
+                                      "precision_at_radius"}
     assert all(r["max_abs_diff"] <= 1e-6 for r in report["results"].values())
     if report["environment"]["ranking_backend"] == "compiled":  # the NumPy fallback is timed beside it
         assert all(r["numpy_ranking_identical"] and r["numpy_ranking_s"] > 0 for r in report["results"].values())

@@ -23,7 +23,7 @@ from .leaderboard import Board
 from .names import label, model_label
 
 REPORT_SCHEMA_VERSION = 1
-CURVE_COLUMNS = ("pr_recall", "pr_precision", "pn_n", "pn_precision")
+CURVE_COLUMNS = ("pr_recall", "pr_precision", "pn_n", "pn_precision", "rn_n", "rn_recall")
 #: Layouts with more numeric columns than this are scaled to the text width in LaTeX.
 LATEX_WIDE = 8
 

@@ -276,6 +276,7 @@ def _details_view(report: Report) -> list[dict[str, Any]]:
         dataset, method, backbone, bits = group
         rows = []
         chance = None  # the random-codes reference of the group's split (the same for every row)
+        radius = recall_n = None  # the same for every row of a group (one dataset)
         for defense in report.stats.values("defense", dataset=dataset, method=method, backbone=backbone, bits=bits):
             for attack in report.stats.values("attack", dataset=dataset, method=method, backbone=backbone, bits=bits,
                                               defense=defense):
@@ -284,6 +285,8 @@ def _details_view(report: Report) -> list[dict[str, Any]]:
                     continue
                 if chance is None and stat.chance_map is not None:
                     chance = {"map": _num(stat.chance_map), "t_map": _num(stat.chance_t_map)}
+                radius = radius if radius is not None else stat.radius
+                recall_n = recall_n if recall_n is not None else stat.recall_n
                 p = stat.perturbation
                 cell = make_cell(report.stats, report.papers, dataset, method, backbone, bits, defense, attack)
                 ref, diff = cell.paper, cell.difference
@@ -293,6 +296,8 @@ def _details_view(report: Report) -> list[dict[str, Any]]:
                     "map_v": _sort_value(stat.map),
                     "t_map": _num(stat.t_map), "t_map_v": _sort_value(stat.t_map),
                     "t_map_std": _num(stat.t_map_std) if stat.t_map_std is not None else None,
+                    "p_radius": _num(stat.precision_radius), "p_radius_v": _sort_value(stat.precision_radius),
+                    "recall": _num(stat.recall_at_n), "recall_v": _sort_value(stat.recall_at_n),
                     "epsilon": _pixels(p["epsilon"]), "linf": _pixels(p["linf_max"]),
                     "epsilon_exact": _flat(p["epsilon"]), "linf_exact": _flat(p["linf_max"]),
                     "l2": _flat(p["l2_mean"]), "mse": _flat(p["mse_mean"]),
@@ -303,7 +308,8 @@ def _details_view(report: Report) -> list[dict[str, Any]]:
                     "diff_v": _sort_value(diff),
                 })
         views.append({"title": f"{label('dataset', dataset)} · {label('method', method)} · "
-                               f"{label('backbone', backbone)} · {bits} bits", "rows": rows, "chance": chance})
+                               f"{label('backbone', backbone)} · {bits} bits", "rows": rows, "chance": chance,
+                      "radius": "r" if radius is None else radius, "recall_n": "N" if recall_n is None else recall_n})
     return views
 
 

@@ -51,6 +51,12 @@ class Stat:
     #: MAP and t-MAP (percent) of random balanced codes on the same splits and cut-off
     chance_map: float | None = None
     chance_t_map: float | None = None
+    #: precision within Hamming radius ``radius`` and recall at the deepest N of the P@N list
+    #: (``recall_n``), percent, mean over seeds; ``None`` for records written before they existed
+    precision_radius: float | None = None
+    radius: int | None = None
+    recall_at_n: float | None = None
+    recall_n: int | None = None
 
     def value(self, metric: str = "map") -> float | None:
         return self.map if metric == "map" else self.t_map
@@ -61,6 +67,25 @@ class Stat:
 
     def std(self, metric: str = "map") -> float | None:
         return self.map_std if metric == "map" else self.t_map_std
+
+
+def _last(values: Any) -> Any:
+    """The last element of a curve column's list (``None`` for a missing curve)."""
+    return values[-1] if isinstance(values, (list, tuple)) and values else None
+
+
+def _lookup_stats(rows: pd.DataFrame) -> dict[str, Any]:
+    """A setting's precision within the Hamming radius and recall at the deepest N (percent)."""
+    out: dict[str, Any] = {}
+    if "precision_radius" in rows:
+        out["precision_radius"] = mean_std(pd.to_numeric(rows["precision_radius"], errors="coerce") * 100.0)[0]
+        radii = pd.to_numeric(rows["radius"], errors="coerce").dropna()
+        out["radius"] = int(radii.iloc[0]) if not radii.empty else None
+    if "rn_recall" in rows:
+        out["recall_at_n"] = mean_std(pd.to_numeric(rows["rn_recall"].map(_last), errors="coerce") * 100.0)[0]
+        depths = pd.to_numeric(rows["rn_n"].map(_last), errors="coerce").dropna()
+        out["recall_n"] = int(depths.iloc[0]) if not depths.empty else None
+    return out
 
 
 def mean_std(values: Iterable[Any]) -> tuple[float | None, float | None]:
@@ -93,6 +118,7 @@ class Stats:
                 map=m, map_std=m_std, n=int(rows["map"].notna().sum()), t_map=t, t_map_std=t_std,
                 targeted=bool(rows["targeted"].fillna(False).astype(bool).any()),
                 seeds=tuple(sorted(int(s) for s in rows["seed"])), perturbation=perturbation, **chance,
+                **_lookup_stats(rows),
             )
 
     def get(self, dataset: str, method: str, backbone: str, bits: int, defense: str, attack: str) -> Stat | None:
