@@ -229,9 +229,13 @@ def test_paper_defaults(name, defaults):
 
 def test_step_schedule():
     method = registries.methods.create("dpsh", {})
-    assert method.lr_at_epoch(32) == pytest.approx(0.01)
-    assert method.lr_at_epoch(33) == pytest.approx(0.001)
-    assert method.lr_at_epoch(66) == pytest.approx(0.0001)
+    # CgAT's and SAAT's adjust_learning_rate(epoch) runs after epoch ``epoch``: ×0.1 from epoch 34 (0-based)
+    assert method.lr_at_epoch(33) == pytest.approx(0.01)
+    assert method.lr_at_epoch(34) == pytest.approx(0.001)
+    assert method.lr_at_epoch(66) == pytest.approx(0.001)
+    assert method.lr_at_epoch(67) == pytest.approx(0.0001)
+    early = registries.methods.create("dpsh", {"lr_decay_at": "epoch_start"})
+    assert (early.lr_at_epoch(32), early.lr_at_epoch(33)) == pytest.approx((0.01, 0.001))
 
 
 @pytest.mark.parametrize(

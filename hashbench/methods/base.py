@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -45,6 +45,9 @@ class TrainParams(SGDParams):
 
     lr_decay: float = Field(0.1, gt=0, le=1)
     lr_decay_every: float = Field(1 / 3, gt=0, le=1, description="fraction of the epochs between decays")
+    lr_decay_at: Literal["epoch_end", "epoch_start"] = Field(
+        "epoch_end", description="epoch_end: lr₀·decay^⌊e/P⌋ is set after epoch e, as CgAT's and SAAT's "
+        "adjust_learning_rate (E=100: ×0.1 from epoch 35, 1-based); epoch_start: already during epoch e")
     hash_init: HashInit = Field("normal_0.01", description="hash layer start: normal_0.01 (N(0, 0.01²), bias 0) "
                                 "or pytorch_default (nn.Linear's U(±1/√fan_in))")
 
@@ -87,7 +90,10 @@ class HashMethod(Plugin):
         return torch.optim.SGD(parameters, lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay)
 
     def lr_at_epoch(self, epoch: int) -> float:
-        """lr₀ · decay^⌊e / ⌊E·every⌋⌋, the step schedule of spec §1.3 (E=100: ×0.1 after 33 and 66)."""
+        """The lr of 0-based epoch ``epoch``: the step schedule of spec §1.3, lr₀ · decay^⌊e′ / P⌋ with
+        P = ⌊E·every⌋ and e′ = e − 1 (``lr_decay_at`` "epoch_end": the released codes set it after
+        epoch e′, so E=100 trains epochs 0–33 at lr₀, 34–66 at lr₀/10) or e′ = e ("epoch_start")."""
         p = self.params
         period = max(1, int(p.epochs * p.lr_decay_every))
-        return p.lr * p.lr_decay ** (epoch // period)
+        done = max(epoch - 1, 0) if p.lr_decay_at == "epoch_end" else epoch
+        return p.lr * p.lr_decay ** (done // period)
