@@ -85,15 +85,17 @@ def clean_outputs(model: HashModel, data: TrainData, ctx: DefenseContext, *, tra
 
 def preinstall_bank(model: HashModel, method: HashMethod, data: TrainData, ctx: DefenseContext,
                     params: AdversarialParams) -> CodeBank:
-    """Set the method up and return the training bank filled with the clean model's binary codes.
+    """Set the method up and return the training bank filled with the clean model's binary codes
+    and every training label.
 
     The bank is the method's own when it keeps one (spec §1.5: the hashing loss's bank aliases
-    the defense's), so the method's loss starts from the clean codes too; otherwise a new one.
+    the defense's, and CgAT's ``preinstall(U, L)`` installs the labels too), so the method's
+    loss starts from the clean codes too; otherwise a new one.
     """
     method.setup(len(data), model.bits, data.labels, ctx.device)
     bank = method.bank if method.bank is not None else CodeBank(len(data), model.bits, data.labels, ctx.device)
     u = clean_outputs(model, data, ctx, train_mode=params.bank_init == "train", augment=params.augment)
-    bank.preinstall(torch.sign(u))
+    bank.preinstall(torch.sign(u), data.labels)
     return bank
 
 

@@ -111,9 +111,9 @@ def test_codes_are_recomputed_after_the_bank_update(defense_name, weighting, tin
         events.append(("center", codes.clone(), weighting, result))
         return result
 
-    def preinstall_spy(self, u):
+    def preinstall_spy(self, u, labels=None):
         events.append(("preinstall", u.clone()))
-        real_preinstall(self, u)
+        real_preinstall(self, u, labels)
 
     monkeypatch.setattr(cgat_module, "center_codes", center_spy)
     monkeypatch.setattr(CodeBank, "preinstall", preinstall_spy)

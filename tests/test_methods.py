@@ -23,6 +23,7 @@ def _bank_loss(name: str, params: dict) -> tuple[float, object]:
     method = registries.methods.create(name, params)
     method.setup(4, 4, LABELS, "cpu")
     method.bank.u[2:] = SEEN_U
+    method.bank.labels[2:] = LABELS[2:]  # written with them (HashNet's label rows start empty)
     loss = method.loss(BATCH_U, LABELS[:2], IDX)
     assert torch.equal(method.bank.u[:2], BATCH_U)  # the batch was written before the loss
     assert torch.equal(method.bank.u[2:], SEEN_U)  # the other rows were left alone
@@ -75,7 +76,7 @@ def test_hashnet_loss_matches_hand_computation():
 
 
 def test_hashnet_without_dissimilar_pairs_stays_finite():
-    method = registries.methods.create("hashnet", {})
+    method = registries.methods.create("hashnet", {"label_bank": "all"})  # unseen rows would be dissimilar
     labels = torch.ones(3, 2)
     method.setup(3, 4, labels, "cpu")
     u = BATCH_U[:1]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from pydantic import Field
 
@@ -22,8 +24,15 @@ class HashNet(HashMethod):
     (detached) outputs first.  The model's tanh has a fixed scale (CgAT's backbones), so
     HashNet's scale continuation is not used.
 
-    Parameters: ``alpha`` (α, inner-product scale) 0.1, and the clean-training settings of
-    :class:`TrainParams`.
+    Label bank (``label_bank``): CgAT's and SAAT's HashNet start their label bank ``Y`` at zero
+    and write a batch's labels as its rows are visited, so in the first epoch every item not yet
+    seen is a dissimilar pair (``y·0 = 0``) of every query.  Its output row is 0 too, so such a
+    pair adds nothing to the gradient directly, but it counts in S₀ and so shrinks the weight of
+    every dissimilar pair ("visited", the default).  "all" fills every label from the start.
+    Adversarial training installs every label first (CgAT's ``preinstall(U, L)``).
+
+    Parameters: ``alpha`` (α, inner-product scale) 0.1, ``label_bank`` "visited", and the
+    clean-training settings of :class:`TrainParams`.
     """
 
     name = "hashnet"
@@ -33,10 +42,19 @@ class HashNet(HashMethod):
 
     class Params(TrainParams):
         alpha: float = Field(0.1, gt=0, description="scale α of the inner product")
+        label_bank: Literal["visited", "all"] = Field(
+            "visited", description="label rows known from their first batch (the released codes) or from the start")
+
+    def setup(self, num_train: int, bits: int, train_labels: torch.Tensor, device: torch.device | str) -> None:
+        super().setup(num_train, bits, train_labels, device)
+        if self.params.label_bank == "visited":
+            self.bank.labels.zero_()
 
     def loss(self, u: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         bank = self.bank
         bank.update(idx, u)
+        if self.params.label_bank == "visited":
+            bank.update_labels(idx, y)
         s = bank.similarity(y)
         nll = pairwise_logistic(self.params.alpha * u @ bank.u.T, s)
         similar = (nll * s).sum() / s.sum().clamp(min=1)
