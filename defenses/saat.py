@@ -8,7 +8,7 @@ from pydantic import Field
 
 from hashbench.params import MAX_EPOCHS
 
-from .cgat import CgAT
+from .cgat import CgAT, GuideBank
 
 
 class SAAT(CgAT):
@@ -30,7 +30,12 @@ class SAAT(CgAT):
     starts as the clean model's eval-mode codes), inner PGD ``epsilon`` 8/255, ``step_size``
     2/255, ``iterations`` 7, ``random_start`` on, ``pgd_mode`` "train", ``lam`` λ = 1, ``mu``
     μ = 1e-4, ``weighting`` "saat", ``zero_labels`` "negative" (unlabelled images are negatives
-    of every query, as DMFL's cosine weights make them; "exclude" leaves them out).
+    of every query, as DMFL's cosine weights make them; "exclude" leaves them out),
+    ``guide_bank`` "saat" and ``one_sided`` "other".  ``guide_bank``: SAAT's ``adv_training.py``
+    aliases its bank with the model's (``U_ben.data = train_code.data``, ``model.U.data = …``)
+    and writes ``sign(h_ben)`` into it before ``m'``; the DPH loss then writes ``h_ben`` into
+    the same rows, so later codes see continuous rows (a method without a bank: binary rows).
+    ``one_sided``: DMFL's normalised weights let the non-empty side decide alone.
     """
 
     name = "saat"
@@ -46,3 +51,7 @@ class SAAT(CgAT):
         bank_init: Literal["train", "eval"] = "eval"
         mu: float = Field(1e-4, ge=0, description="μ, weight of the adversarial outputs' quantisation")
         weighting: Literal["cgat", "saat"] = "saat"
+        guide_bank: GuideBank = Field("saat", description="bank rows the guide codes use: cgat (continuous), "
+                                      "saat (the batch as sign(u) for the outer code), binary (sign(U))")
+        one_sided: Literal["zero", "other"] = Field(
+            "other", description="code of a query without positives or negatives: zero (CHCM) or the other side's")

@@ -19,7 +19,12 @@ Weightings:
   and uniform ``w⁻ = 1/|N|``.
 
 An empty side contributes nothing, so a query with no positives (e.g. an all-zero label
-vector) gets ``sign(−mean of the bank)``: always finite.
+vector) gets ``sign(−mean of the bank)``: always finite (``one_sided="other"``, SAAT's
+DMFL).  ``one_sided="zero"`` gives such a query, and one with no negatives, the zero code
+instead, as CgAT's CHCM does: it scales each side's sum by the other side's size.
+
+The bank may also hold continuous codes in [−1, 1] (CgAT's and SAAT's training loops compute
+their guide codes on the networks' tanh outputs); exact ties are then a matter of chance.
 
 Exact ties. ``v`` is computed up to a positive per-query factor so that ties come out as
 exactly 0 rather than as rounding noise: for ``"cgat"``, ``|N|·ΣP b − |P|·ΣN b`` is an
@@ -44,6 +49,9 @@ ENCODE_BATCH = 256
 WEIGHTINGS = ("cgat", "saat")
 
 _COSINE_EPS = 1e-8
+
+#: Accepted values of ``center_codes(..., one_sided=...)``.
+ONE_SIDED = ("other", "zero")
 
 
 def _as_tensor(x: Any, device: torch.device | None = None) -> torch.Tensor:
@@ -72,17 +80,22 @@ def center_codes(
     bank_labels: Any,
     weighting: str = "cgat",
     *,
+    one_sided: str = "other",
     max_elements: int = 2**23,
 ) -> torch.Tensor:
     """Centre code of each query label vector against a bank of codes (see module docstring).
 
-    ``query_labels`` is ``B×C`` multi-hot, ``bank_codes`` ``N×K`` with values in
-    {−1, 0, +1}, ``bank_labels`` ``N×C`` multi-hot. Returns a ``B×K`` float32 tensor with
-    values in {−1, 0, +1} on the device of ``bank_codes`` (CPU for numpy input).
-    ``max_elements`` bounds the ``B×N`` weight block processed at once.
+    ``query_labels`` is ``B×C`` multi-hot, ``bank_codes`` ``N×K`` with values in [−1, 1]
+    (binary codes {−1, 0, +1}, or continuous outputs), ``bank_labels`` ``N×C`` multi-hot.
+    Returns a ``B×K`` float32 tensor with values in {−1, 0, +1} on the device of
+    ``bank_codes`` (CPU for numpy input).  ``one_sided`` ("other" or "zero") is the code of a
+    query without positives or without negatives.  ``max_elements`` bounds the ``B×N``
+    weight block processed at once.
     """
     if weighting not in WEIGHTINGS:
         raise ValueError(f"unknown weighting {weighting!r}; expected one of 'cgat', 'saat'")
+    if one_sided not in ONE_SIDED:
+        raise ValueError(f"unknown one_sided {one_sided!r}; expected one of 'other', 'zero'")
     if isinstance(max_elements, bool) or int(max_elements) != max_elements or max_elements < 1:
         raise ValueError(f"max_elements must be a positive integer, got {max_elements!r}")
     codes = _as_tensor(bank_codes)
@@ -105,8 +118,8 @@ def center_codes(
         )
     if codes.shape[0] == 0:
         raise ValueError("bank_codes is empty")
-    if bool(((codes != 1) & (codes != -1) & (codes != 0)).any()):
-        raise ValueError("bank_codes must contain only -1, 0 and +1")
+    if not bool(((codes >= -1) & (codes <= 1)).all()):  # also refuses NaN
+        raise ValueError("bank_codes must lie in [-1, 1] (binary codes or tanh outputs)")
     for name, t in (("query_labels", y), ("bank_labels", lab)):
         if bool(((t != 0) & (t != 1)).any()):
             raise ValueError(f"{name} must be multi-hot with values 0/1")
@@ -125,6 +138,9 @@ def center_codes(
             v = _cgat_direction(yc, codes, lab)
         else:
             v = _saat_direction(yc, codes, groups)
+        if one_sided == "zero":
+            n_pos = ((yc @ lab.t()) > 0).sum(dim=1)
+            v[(n_pos == 0) | (n_pos == codes.shape[0])] = 0
         out[start : start + rows] = torch.sign(v).to(torch.float32)
     return out
 

@@ -100,14 +100,20 @@ def spy_on_attack_and_bank(monkeypatch, module, events: list) -> None:
     monkeypatch.setattr(CodeBank, "update", update_spy)
 
 
-@pytest.mark.parametrize("defense_name, weighting", [("cgat", "cgat"), ("saat", "saat")])
-def test_codes_are_recomputed_after_the_bank_update(defense_name, weighting, tiny, monkeypatch):
-    """Spec §1.9: code → inner attack → bank[idx] = sign(f(x)) → code again for the outer loss."""
+#: per defense: its weighting, the events of one step, and what the batch's bank rows hold for the outer code
+BANK_ORDER = [("cgat", "cgat", ["center", "attack", "update", "update", "center"], lambda u: u),
+              ("saat", "saat", ["center", "attack", "update", "center", "update"], torch.sign)]
+
+
+@pytest.mark.parametrize("defense_name, weighting, order, batch_rows", BANK_ORDER)
+def test_codes_are_recomputed_after_the_bank_update(defense_name, weighting, order, batch_rows, tiny, monkeypatch):
+    """Spec §1.9: code → inner attack → bank[idx] written → code again for the outer loss.  CgAT's
+    aliased banks hold the continuous outputs by then; SAAT's holds sign(u) (DPSH's loss writes u after)."""
     events = []
     real_center, real_preinstall = cgat_module.center_codes, CodeBank.preinstall
 
-    def center_spy(y, codes, labels, weighting="cgat"):
-        result = real_center(y, codes, labels, weighting=weighting)
+    def center_spy(y, codes, labels, weighting="cgat", **kwargs):
+        result = real_center(y, codes, labels, weighting=weighting, **kwargs)
         events.append(("center", codes.clone(), weighting, result))
         return result
 
@@ -121,14 +127,16 @@ def test_codes_are_recomputed_after_the_bank_update(defense_name, weighting, tin
     defense = registries.defenses.create(defense_name, fast_params(defense_name))
     defense.fit(make_model(), registries.methods.create("dpsh", {}), tiny, context())
 
-    # the defense writes the batch, then DPSH's loss writes the same rows again
-    assert [e[0] for e in events] == ["preinstall"] + ["center", "attack", "update", "update", "center"] * 3
+    # the defense writes the batch, DPSH's loss writes the same rows again (with u)
+    assert [e[0] for e in events] == ["preinstall"] + order * 3
     installed = events[0][1]
-    pre, attack, (_, idx, u), post = events[1], events[2], events[3], events[5]
+    step = events[1:6]
+    pre, attack, post = step[0], step[1], [e for e in step if e[0] == "center"][-1]
+    _, idx, u = [e for e in step if e[0] == "update"][-1]
     assert torch.equal(pre[1], installed)  # the inner attack's code: the bank before this batch
     assert torch.equal(attack[1], pre[3]) and attack[2] is False  # untargeted, away from that code
     assert not torch.equal(installed[idx], torch.sign(u))  # (otherwise the order would not show)
-    assert torch.equal(post[1][idx], torch.sign(u))  # the outer loss's code sees this batch's outputs
+    assert torch.equal(post[1][idx], batch_rows(u))  # the outer loss's code sees this batch's outputs
     others = torch.ones(len(installed), dtype=torch.bool)
     others[idx] = False
     assert torch.equal(post[1][others], installed[others])
@@ -164,10 +172,11 @@ def test_zero_label_handling(tiny):
     bank = CodeBank(5, 4, torch.tensor([[1.0, 0], [0, 1], [0, 0], [1, 1], [0, 0]]))
     bank.preinstall(torch.tensor([[1.0, 1, -1, -1], [-1, 1, 1, -1], [1, -1, 1, 1], [1, 1, 1, -1], [-1, -1, 1, 1]]))
     y = torch.tensor([[1.0, 0], [0, 0]])
-    negative = guide_codes(y, bank, "cgat", "negative")
+    binary = {"weighting": "cgat", "binary": True, "one_sided": "other"}
+    negative = guide_codes(y, bank, zero_labels="negative", **binary)
     assert torch.equal(negative, center_codes(y, bank.binary(), bank.labels))
     assert torch.equal(negative[1], torch.sign(-bank.binary().mean(dim=0)))  # no positives
-    exclude = guide_codes(y, bank, "cgat", "exclude")
+    exclude = guide_codes(y, bank, zero_labels="exclude", **binary)
     labelled = torch.tensor([0, 1, 3])
     assert torch.equal(exclude[0], center_codes(y[:1], bank.binary()[labelled], bank.labels[labelled])[0])
     assert torch.equal(exclude[1], torch.zeros(4))
