@@ -93,6 +93,25 @@ class SplitSpec(_Strict):
         return spec
 
 
+class TargetSpec(_Strict):
+    """How the split stage draws each query's target label, which every targeted attack shares.
+
+    Candidates are the distinct label vectors that label at least ``min_count`` database items
+    and share no class with the query (a query with none gets one sharing the fewest classes);
+    ``zero_label`` admits the all-zero vector.  The default is SAAT's rule (``select_target_label``:
+    any non-zero vector).  The CgAT grids take the CgAT group's DHTA rule (TAD ``dhta.py``):
+    vectors that occur more than n_t = 9 times (``min_count: 10``, so DHTA always finds 9 distinct
+    anchors instead of collapsing to P2P on rare targets), the all-zero one counted like the rest.
+    """
+
+    min_count: int = Field(1, ge=1, le=MAX_ITEMS, description="database items a target label vector must label")
+    zero_label: bool = Field(False, description="the all-zero label vector may be a target")
+
+    def stage_spec(self) -> dict[str, Any]:
+        """The split stage's ``targets`` entry; none for the default rule, so earlier keys stay valid."""
+        return {} if self == TargetSpec() else {"targets": self.model_dump()}
+
+
 class DatasetDecl(_Strict):
     """A named dataset: a dataset plugin (``type``) with parameters and its evaluation protocol."""
 
@@ -163,6 +182,7 @@ class Grid(_Strict):
     defenses: list[str] = Field(min_length=1)
     attacks: list[str] = Field(default_factory=list, description="the clean evaluation always runs")
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    targets: TargetSpec = Field(default_factory=TargetSpec, description="the target labels' rule (split stage)")
     params: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=dict)
     params_by_dataset: dict[str, dict[str, dict[str, dict[str, Any]]]] = Field(
         default_factory=dict, description="dataset → plugin kind → plugin → parameters, for that dataset's cells")

@@ -108,11 +108,12 @@ class Cell:
 
     def resolved_params(self) -> dict[str, dict[str, Any] | None]:
         """The parameters its stages run with, per plugin kind, after every layer (profile, grid,
-        ``params_by_dataset``, ``--set``); ``None`` for no defense (the clean model) and no attack."""
+        ``params_by_dataset``, ``--set``); ``None`` for no defense (the clean model) and no attack.
+        ``split`` is the split stage's spec: the sizes and, when not the default, the target rule."""
         train = self.stages["train"].spec
         defend = self.stages.get("defend")
         attack = self.stages.get("attack")
-        return {"dataset": self.stages["split"].spec["dataset"]["params"],
+        return {"dataset": self.stages["split"].spec["dataset"]["params"], "split": self.stages["split"].spec["split"],
                 "method": train["method"]["params"], "backbone": train["backbone"]["params"],
                 "defense": defend.spec["defense"]["params"] if defend is not None else None,
                 "attack": attack.spec["attack"]["params"] if attack is not None else None}
@@ -388,7 +389,8 @@ def _plan_grid(config: Config, grid_name: str, grid: Grid, profile: Profile, whe
             note = split_note(plan.datasets[dataset_key(dataset)], decl)
             if note is not None:
                 plan.split_notes[dname] = note
-        split = intern(Stage("split", {"dataset": dataset, "split": decl.split.stage_spec(),
+        split_spec = {**decl.split.stage_spec(), **grid.targets.stage_spec()}  # sizes, and a non-default target rule
+        split = intern(Stage("split", {"dataset": dataset, "split": split_spec,
                                        "fingerprint": fingerprint, "seed": derive_seed(seed, "split")}))
         if split.key not in plan.sizes:
             sizes = _sizes(plan, decl, dataset, split.spec["split"], fingerprint is not None)

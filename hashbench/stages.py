@@ -125,8 +125,10 @@ def run_split(ctx: StageContext, stage: Stage) -> Artifact:
                         f"(fingerprint {planned} → {found}); start the run again")
     sizes = stage.spec["split"]
     draw = sizes.get("mode") == "draw"
+    targets = sizes.get("targets", {})  # the grid's TargetSpec when not the default
     split = make_split(dataset, num_query=sizes["num_query"], num_train=sizes["num_train"],
-                       num_database=sizes.get("num_database"), seed=stage.spec["seed"], draw=draw)
+                       num_database=sizes.get("num_database"), seed=stage.spec["seed"], draw=draw,
+                       target_min_count=targets.get("min_count", 1), target_zero_label=targets.get("zero_label", False))
     meta = {"seed": split.seed, "hash": split.hash(), "fingerprint": found, "sizes": {
         "train": len(split.train), "query": len(split.query), "database": len(split.database)},
         "source": "files" if own_split(dataset, draw) is not None else "drawn"}

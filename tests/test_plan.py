@@ -62,12 +62,14 @@ def test_full_plans_every_shared_stage_once(full, config):
     assert counts["evaluate"] == counts["attack"] + counts["encode"] == len(full.cells)
     prepared = {n for n in registries.attacks.names() if registries.attacks.get(n).has_prepare()}
     assert counts.get("prepare", 0) == sum(s.spec["attack"]["name"] in prepared for s in full.stages() if s.kind == "attack")
-    # one split per dataset × seed, shared by every cell (so targeted attacks share target labels)
-    assert counts["split"] == 3
+    # one split per dataset × seed × target rule, shared by every cell of a paper (so its targeted
+    # attacks share target labels): the CgAT grids draw targets by DHTA's rule, the SAAT grids by SAAT's
+    assert counts["split"] == 6
     by_dataset = {}
     for cell in full.cells:
-        by_dataset.setdefault(cell.dataset, set()).add(cell.stages["split"].key)
-    assert {k: len(v) for k, v in by_dataset.items()} == {"flickr25k": 1, "nuswide21": 1, "mscoco": 1}
+        by_dataset.setdefault((cell.dataset, cell.grid.startswith("saat")), set()).add(cell.stages["split"].key)
+    assert {k: len(v) for k, v in by_dataset.items()} == {(d, saat): 1 for d in ("flickr25k", "nuswide21", "mscoco")
+                                                          for saat in (False, True)}
     assert set(full.unavailable) == {"flickr25k", "nuswide21", "mscoco"}  # no data here: provisional keys
 
 

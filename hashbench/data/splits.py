@@ -101,13 +101,15 @@ def size_differences(own: PredefinedSplit, declared: Mapping[str, int | None]) -
 
 def make_split(
     dataset: HashDataset, *, num_query: int, num_train: int, seed: int, num_database: int | None = None,
-    draw: bool = False,
+    draw: bool = False, target_min_count: int = 1, target_zero_label: bool = False,
 ) -> Split:
     """The split of ``dataset`` for ``seed`` (deterministic), with one target label per query.
 
     A dataset with a predefined split keeps it (the sizes are ignored) unless ``draw``.  Otherwise
     a seeded permutation of all items gives ``num_query`` queries, then the database (the rest, or
-    its first ``num_database``), and ``num_train`` training items drawn from the database.
+    its first ``num_database``), and ``num_train`` training items drawn from the database.  The
+    targets follow :func:`select_target_labels` with ``min_count`` and ``zero_label`` given by
+    ``target_min_count`` and ``target_zero_label``.
     """
     split_rng, target_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
     labels = dataset.labels
@@ -133,7 +135,8 @@ def make_split(
                 )
     else:
         train, query, database = _draw_split(n, num_query, num_train, num_database, split_rng)
-    targets, _ = select_target_labels(labels[query], labels[database], target_rng)
+    targets, _ = select_target_labels(labels[query], labels[database], target_rng,
+                                      min_count=target_min_count, zero_label=target_zero_label)
     return Split(train=train, query=query, database=database, target_labels=targets, seed=seed)
 
 
@@ -176,22 +179,33 @@ def _draw_split(
 
 
 def select_target_labels(
-    query_labels: np.ndarray, database_labels: np.ndarray, rng: np.random.Generator
+    query_labels: np.ndarray, database_labels: np.ndarray, rng: np.random.Generator, *,
+    min_count: int = 1, zero_label: bool = False,
 ) -> tuple[np.ndarray, int]:
     """One target label per query, and the number of queries that needed the fallback.
 
-    Candidates are the distinct non-zero label vectors of the database.  Each query gets one
-    drawn uniformly from the candidates that share no class with it; a query with none (e.g. one
-    that has every class) gets one of the candidates sharing the fewest classes, and is counted.
+    Candidates are the distinct label vectors that label at least ``min_count`` database items,
+    the all-zero vector only when ``zero_label``.  Each query gets one drawn uniformly from the
+    candidates that share no class with it; a query with none (e.g. one that has every class)
+    gets one of the candidates sharing the fewest classes, and is counted.
+
+    The defaults are SAAT's ``select_target_label``.  The CgAT group's DHTA (TAD ``dhta.py``)
+    keeps only the vectors that occur more than its n_t = 9 anchors times (``min_count`` 10, so
+    that an anchor set of distinct items exists) and counts the all-zero vector like any other.
     """
+    if isinstance(min_count, bool) or int(min_count) != min_count or min_count < 1:
+        raise ValueError(f"min_count must be a positive integer, got {min_count!r}")
     q = np.asarray(query_labels)
     db = np.asarray(database_labels)
     if q.ndim != 2 or db.ndim != 2 or q.shape[1] != db.shape[1]:
         raise ValueError(f"label matrices must be 2-D with the same width, got {q.shape} and {db.shape}")
-    candidates = np.unique((db != 0).astype(np.uint8), axis=0)
-    candidates = candidates[candidates.any(axis=1)]
+    candidates, counts = np.unique((db != 0).astype(np.uint8), axis=0, return_counts=True)
+    candidates = candidates[(counts >= min_count) & (candidates.any(axis=1) | zero_label)]
     if len(candidates) == 0:
-        raise DataError("no database item has a label, so there is no target label for targeted attacks")
+        if not zero_label and not db.any():
+            raise DataError("no database item has a label, so there is no target label for targeted attacks")
+        raise DataError(f"no database label vector labels {min_count} or more items, so there is no target "
+                        "label for targeted attacks; lower the grid's targets.min_count")
     # One uniform draw per query up front: the choices do not depend on the chunking below.
     draws = rng.random(len(q))
     cand_f = candidates.T.astype(np.float32)
