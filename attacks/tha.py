@@ -32,8 +32,9 @@ class THA(Attack):
     ``prepare`` trains the prototype net ``h`` (:mod:`hashbench.prototype`: circle loss +
     quantisation) against the attacked model's eval-mode training codes: ``epochs`` ×
     ``steps_per_epoch`` Adam steps on batches of ``proto_batch_size`` target labels drawn
-    uniformly from the distinct non-zero database label vectors, lr ×0.1 after ½ and ¾ of the
-    steps; the state is the net's tensors plus its mean loss per epoch (``history.loss``).
+    uniformly from the distinct database label vectors (the all-zero one too, unless
+    ``proto_zero_label`` is off), lr ×0.1 after ½ and ¾ of the steps; the state is the net's
+    tensors plus its mean loss per epoch (``history.loss``).
     ``perturb`` minimises ``−mean(f(x + δ; α) ⊙ sign h(t))`` by signed PGD in the L∞ ball.
 
     Parameters: ``epsilon`` 8/255, ``step_size`` 1/255, ``iterations`` 100, ``random_start``
@@ -41,7 +42,10 @@ class THA(Attack):
     ``batch_size`` 128 (queries), ``epochs`` 100, ``steps_per_epoch`` 300, ``proto_batch_size``
     32, and the prototype settings of :class:`~hashbench.prototype.PrototypeParams`
     (``proto_hidden`` (4096, 512), ``proto_lr`` 1e-4, ``proto_betas`` (0.5, 0.999),
-    ``circle_gamma`` 1, ``proto_quantization`` 1e-4, ``triangular_mask`` on, ``circle_softplus`` off).
+    ``circle_gamma`` 1, ``proto_quantization`` 1e-4, ``triangular_mask`` on, ``circle_softplus``
+    off, ``proto_zero_label`` on).  These are [TAD]'s ``attack.py`` (the CgAT grids); SAAT's
+    ``tha.py`` trains on ``args.batch_size`` = 128 labels a step and wraps the circle loss in
+    softplus, so the ``saat`` grids set ``proto_batch_size`` 128 and ``circle_softplus`` on.
     """
 
     name = "tha"
@@ -69,7 +73,7 @@ class THA(Attack):
 
     def prepare(self, model: nn.Module, ctx: AttackContext) -> dict[str, torch.Tensor]:
         p = self.params
-        candidates = target_candidates(ctx.db_labels)
+        candidates = target_candidates(ctx.db_labels, zero_label=p.proto_zero_label)
         net = build_prototype_net(ctx.train_labels.shape[1], ctx.train_codes.shape[1], p.proto_hidden,
                                   ctx.generator, ctx.device)
         trainer = PrototypeTrainer(net, p)

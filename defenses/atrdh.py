@@ -28,9 +28,10 @@ class ATRDH(Defense):
     SIGIR 2021 (in the form of SAAT's re-implementation, spec §3: the method's own clean loss, κ = 2).
 
     Per step (SAAT's ``atrdh.py`` order): ``u = f(x)``; write ``u`` into the binary bank ``B``;
-    draw one target label per image uniformly from the distinct non-zero training label
-    vectors; one Adam step of the prototype net ``h`` on its circle loss + quantisation against
-    ``B`` (:mod:`hashbench.prototype`); ``x_adv`` = PGD *towards* ``sign h(t)`` (the prototypes of
+    draw one target label per image uniformly from the distinct training label vectors (the
+    all-zero one too, as the released codes' ``unique``; ``proto_zero_label``); one Adam step
+    of the prototype net ``h`` on its circle loss + quantisation against ``B``
+    (:mod:`hashbench.prototype`); ``x_adv`` = PGD *towards* ``sign h(t)`` (the prototypes of
     that same forward, before the step); then, with ``U`` the bank of clean continuous outputs
     and ``S_ij = 2·1[y_i·l_j > 0] − 1``,
 
@@ -47,7 +48,8 @@ class ATRDH(Defense):
     ``random_start`` on, ``pgd_mode`` "train", ``kappa`` κ = 2, ``recon_bank_init`` "zeros", and
     the prototype settings of :class:`~hashbench.prototype.PrototypeParams` (``proto_hidden``
     (4096, 512), ``proto_lr`` 1e-4, ``proto_betas`` (0.5, 0.999), ``circle_gamma`` 1,
-    ``proto_quantization`` 1e-4, ``triangular_mask`` on, ``circle_softplus`` off).
+    ``proto_quantization`` 1e-4, ``triangular_mask`` on, ``circle_softplus`` off,
+    ``proto_zero_label`` on).
 
     Target labels come from the training labels: a defense sees only the training split (the
     released code draws from the database labels, of which a drawn split's training set is a subset).
@@ -75,7 +77,7 @@ class ATRDH(Defense):
         recon = CodeBank(len(data), model.bits, data.labels, ctx.device)
         if p.recon_bank_init == "clean":
             recon.preinstall(clean_outputs(model, data, ctx, train_mode=False, augment=False))
-        candidates = target_candidates(data.labels)
+        candidates = target_candidates(data.labels, zero_label=p.proto_zero_label)
         prototypes = PrototypeTrainer(
             build_prototype_net(data.labels.shape[1], model.bits, p.proto_hidden, ctx.generator, ctx.device), p)
         optimizer = torch.optim.Adam(model.parameters(), lr=p.lr, betas=p.betas, weight_decay=p.weight_decay)

@@ -15,6 +15,10 @@ keeps only pairs with ``j > i`` — the code applies ``triu(diagonal=1)`` to the
 matrix, which drops the first ``i+1`` training items for row ``i``, a negligible loss of
 pairs when N ≫ b; ``circle_softplus`` (default false, [TAD]) wraps ``L_circle`` in softplus
 as SAAT's copy does.  An empty positive (or negative) set contributes nothing.
+
+The labels the net trains on are drawn from :func:`target_candidates`: the distinct label
+vectors, the all-zero one included (``proto_zero_label``, default true), as both released
+codes draw from ``unique(database labels)`` without removing it.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ class PrototypeParams(Params):
     proto_quantization: float = Field(1e-4, ge=0, description="weight of Σ(sign h − h)²/b")
     triangular_mask: bool = Field(True, description="keep only pairs j > i, as the released code")
     circle_softplus: bool = Field(False, description="wrap the circle loss in softplus (SAAT's copy)")
+    proto_zero_label: bool = Field(True, description="train on the all-zero label vector too, as the released codes")
 
     @field_validator("proto_hidden")
     @classmethod
@@ -117,10 +122,12 @@ def load_prototype_net(state: dict[str, torch.Tensor], device: torch.device | st
     return net.eval()
 
 
-def target_candidates(labels: torch.Tensor) -> torch.Tensor:
-    """The distinct non-zero label vectors of ``labels`` (float 0/1, sorted), to draw targets from."""
+def target_candidates(labels: torch.Tensor, zero_label: bool = False) -> torch.Tensor:
+    """The distinct label vectors of ``labels`` (float 0/1, sorted), to draw targets from; the
+    all-zero vector only when ``zero_label`` (and some item has it)."""
     unique = torch.unique((labels > 0).float(), dim=0)
-    unique = unique[unique.sum(dim=1) > 0]
+    if not zero_label:
+        unique = unique[unique.sum(dim=1) > 0]
     if unique.shape[0] == 0:
         raise ValueError("no labelled item to draw target labels from")
     return unique
