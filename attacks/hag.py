@@ -10,12 +10,34 @@ from torch import nn
 
 from hashbench.attack import Attack, AttackContext, AttackParams
 from hashbench.params import MAX_ITERATIONS
-from hashbench.pgd import PGDConfig, minimise
+from hashbench.pgd import Objective, PGDConfig, minimise
 
 #: SAAT averages HAG's loss over batches of 128 queries, and its learning rate of 100 is tuned
 #: for that.  Dividing the summed per-query losses by this constant instead gives every query
 #: the same step whatever the batch size (identical to SAAT for full batches of 128).
 REFERENCE_BATCH = 128
+
+
+#: ``output_image`` values: the image of the last forward pass, or the one after the last update
+OutputImage = Literal["last_forward", "last_step"]
+
+
+def minimise_keeping(model: nn.Module, x: torch.Tensor, objective: Objective, config: PGDConfig,
+                     generator: torch.Generator, output_image: OutputImage) -> torch.Tensor:
+    """:func:`~hashbench.pgd.minimise`, returning for ``"last_forward"`` the image that the last
+    iteration evaluated, before its update: SAAT's HAG and SDHA (``adv_generator``) return
+    ``sign`` of that forward's output as the adversarial code, so the code is that image's.
+    ``"last_step"`` returns the image after every update."""
+    seen = {"calls": 0, "image": None}
+
+    def watched(outputs: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
+        seen["calls"] += 1
+        if seen["calls"] == config.iterations:  # minimise updates x_adv in place afterwards
+            seen["image"] = x_adv.detach().clone()
+        return objective(outputs, x_adv)
+
+    x_adv = minimise(model, x, watched, config, generator=generator)
+    return seen["image"] if output_image == "last_forward" and seen["image"] is not None else x_adv
 
 
 def hag_mask(adv: torch.Tensor, clean: torch.Tensor, tau: float) -> torch.Tensor:
@@ -50,7 +72,8 @@ class HAG(Attack):
 
     Parameters (SAAT's settings): ``tau`` 0.5, ``beta`` 1.0, ``lr`` 100, ``momentum`` 0.9,
     ``iterations`` 2000, ``alpha_schedule`` "proportional" (ten segments 0.1 … 1.0),
-    ``epsilon`` 8/255, ``batch_size`` 128.
+    ``epsilon`` 8/255, ``batch_size`` 128, ``output_image`` "last_forward" (SAAT's code keeps
+    the code of the last forward pass, before the final update; "last_step": the image after it).
     """
 
     name = "hag"
@@ -65,6 +88,8 @@ class HAG(Attack):
         momentum: float = Field(0.9, ge=0, lt=1)
         iterations: int = Field(2000, gt=0, le=MAX_ITERATIONS)
         alpha_schedule: Literal["none", "proportional", "bai"] = "proportional"
+        output_image: OutputImage = Field("last_forward", description="the adversarial image returned: the one of "
+                                          "the last forward pass (SAAT's code) or the one after the last update")
 
     def perturb(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None, ctx: AttackContext
@@ -78,4 +103,4 @@ class HAG(Attack):
 
         config = PGDConfig(p.epsilon, p.lr, p.iterations, random_start=False, alpha_schedule=p.alpha_schedule,
                            optimizer="sgd", momentum=p.momentum)
-        return minimise(model, x, objective, config, generator=ctx.generator)
+        return minimise_keeping(model, x, objective, config, ctx.generator, p.output_image)

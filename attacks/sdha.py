@@ -9,9 +9,10 @@ import torch.nn.functional as F
 from pydantic import Field, field_validator
 from torch import nn
 
+from attacks.hag import OutputImage, minimise_keeping
 from hashbench.attack import Attack, AttackContext, AttackParams
 from hashbench.params import MAX_ITERATIONS
-from hashbench.pgd import PGDConfig, minimise
+from hashbench.pgd import PGDConfig
 
 
 def _bit_terms(adv: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -77,7 +78,9 @@ class SDHA(Attack):
 
     Parameters (SAAT's settings): ``sigma`` 5, ``z`` 0.5, ``distance_weight`` λ = 25,
     ``lr`` 0.01, ``betas`` (0.9, 0.999), ``iterations`` 1500, ``alpha_schedule``
-    "proportional", ``epsilon`` 8/255, ``batch_size`` 128.
+    "proportional", ``epsilon`` 8/255, ``batch_size`` 128, ``output_image`` "last_forward"
+    (SAAT's code keeps the code of the last forward pass, before the final update; "last_step":
+    the image after it).
     """
 
     name = "sdha"
@@ -93,6 +96,8 @@ class SDHA(Attack):
         betas: tuple[float, float] = (0.9, 0.999)
         iterations: int = Field(1500, gt=0, le=MAX_ITERATIONS)
         alpha_schedule: Literal["none", "proportional", "bai"] = "proportional"
+        output_image: OutputImage = Field("last_forward", description="the adversarial image returned: the one of "
+                                          "the last forward pass (SAAT's code) or the one after the last update")
 
         @field_validator("betas")
         @classmethod
@@ -118,4 +123,4 @@ class SDHA(Attack):
 
         config = PGDConfig(p.epsilon, p.lr, p.iterations, random_start=False, alpha_schedule=p.alpha_schedule,
                            optimizer="adam", betas=p.betas)
-        return minimise(model, x, objective, config, generator=ctx.generator)
+        return minimise_keeping(model, x, objective, config, ctx.generator, p.output_image)
