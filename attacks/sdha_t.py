@@ -7,9 +7,10 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from attacks.hag import minimise_keeping
 from attacks.sdha import SDHA, ap_weights
 from hashbench.attack import AttackContext
-from hashbench.pgd import PGDConfig, minimise
+from hashbench.pgd import PGDConfig
 
 
 def targeted_distance(adv: torch.Tensor, codes: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -54,7 +55,7 @@ class SDHATargeted(SDHA):
     Parameters (SAAT's settings): ``sigma`` 10, ``z`` −0.3, ``distance_weight`` λ = 25,
     ``lr`` 0.01, ``betas`` (0.9, 0.999), ``iterations`` 1500 (SAAT's ``attack.py`` sets SDHA's
     iterations, targeted or not), ``alpha_schedule`` "proportional", ``epsilon`` 8/255,
-    ``batch_size`` 128.
+    ``batch_size`` 128, ``output_image`` "last_forward" (as SDHA: the same ``adv_generator``).
     """
 
     name = "sdha-t"
@@ -85,4 +86,4 @@ class SDHATargeted(SDHA):
 
         config = PGDConfig(p.epsilon, p.lr, p.iterations, random_start=False, alpha_schedule=p.alpha_schedule,
                            optimizer="adam", betas=p.betas)
-        return minimise(model, x, objective, config, generator=ctx.generator)
+        return minimise_keeping(model, x, objective, config, ctx.generator, p.output_image)

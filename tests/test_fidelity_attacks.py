@@ -49,21 +49,22 @@ def context(bits: int = 16) -> AttackContext:
     return AttackContext(codes, labels, codes, labels, 8 / 255, torch.device("cpu"), torch.Generator().manual_seed(1))
 
 
-@pytest.mark.parametrize("name, extra", [("hag", {"lr": 2.0}), ("sdha", {"lr": 0.05})])
+@pytest.mark.parametrize("name, extra", [("hag", {"lr": 2.0}), ("sdha", {"lr": 0.05}), ("sdha-t", {"lr": 0.05})])
 def test_hag_and_sdha_return_the_image_of_the_last_forward(name, extra):
     x = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(2))
     y = torch.tensor([[1.0, 0, 0, 0], [0, 1, 1, 0], [0, 0, 0, 1]])
+    target = 1 - y if registries.attacks.get(name).targeted else None
     model = Recording(victim())
     attack = registries.attacks.create(name, {"iterations": 4, **extra})
     assert attack.params.output_image == "last_forward"
-    kept = attack.perturb(model, x, y, None, context())
-    assert len(model.inputs) == 5  # the clean forward, then one per iteration
+    kept = attack.perturb(model, x, y, target, context())
+    assert len(model.inputs) == 4 + (name != "sdha-t")  # one per iteration, after HAG's and SDHA's clean forward
     assert torch.equal(kept, model.inputs[-1])
     with torch.no_grad():  # the code the harness encodes is the code of that forward
         assert torch.equal(to_binary(model.net(kept)), to_binary(model.net(model.inputs[-1], 1.0)))
 
     stepped = registries.attacks.create(name, {"iterations": 4, "output_image": "last_step", **extra}).perturb(
-        Recording(victim()), x, y, None, context())
+        Recording(victim()), x, y, target, context())
     assert not torch.equal(stepped, kept)  # the final update moved the image
     assert float((stepped - x).abs().max()) <= 8 / 255 + 1e-6 and float((kept - x).abs().max()) <= 8 / 255 + 1e-6
 
