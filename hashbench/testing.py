@@ -74,7 +74,7 @@ def profile_params(kind: str, name: str, *, profile: str = SWEEP_PROFILE, grid: 
     spec = config.grid(grid)
     if not isinstance(spec, Grid):
         raise HashbenchError(f"grid '{grid}' is a union; name a cross-product grid for plugin parameters")
-    return _resolved_values(kind, name, config.profile(profile), spec)
+    return _resolved_values(kind, name, config.profile(profile), spec, spec.datasets[0])  # its first dataset's values
 
 
 # -- the victim -----------------------------------------------------------------------------
