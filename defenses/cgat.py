@@ -119,6 +119,8 @@ class CgAT(Defense):
             x_adv = inner_attack(model, x, c_pre, p, ctx.generator, targeted=False)
             u_adv = model(x_adv)
             u = model(x)
+            if not bool(torch.isfinite(u).all()):  # diverged: the loop reports it (guide codes need finite rows)
+                return {"loss": u.sum()}
             if p.guide_bank == "saat":  # U[idx] = sign(u), m' on it; a bank-keeping loss then writes u
                 bank.update(pos, torch.sign(u))
                 c = guide(y)

@@ -20,7 +20,7 @@ from hashbench.codes import center_codes
 from hashbench.defense import DefenseContext
 from hashbench.models.hash_model import HashModel
 from hashbench.progress import Reporter
-from hashbench.training import TrainData
+from hashbench.training import TrainData, TrainingDiverged
 
 #: one short epoch: 24 images in batches of 8, one PGD step
 FAST = {"epochs": 1, "batch_size": 8, "iterations": 1}
@@ -149,3 +149,12 @@ def test_saat_training_guides_with_its_aliased_bank(tiny, monkeypatch):
     calls = guide_calls(monkeypatch, "saat", "dpsh", tiny)
     assert [binary(c) for c in calls] == [True, True, False, False, False, False]
     assert all(binary(c) for c in guide_calls(monkeypatch, "saat", "csq", tiny))
+
+
+@pytest.mark.parametrize("name", ["cgat", "saat"])
+def test_divergence_is_reported_before_a_guide_code_reads_non_finite_rows(name, tiny):
+    """The continuous bank would hold the NaN outputs of a diverged model; the step stops first."""
+    defense = registries.defenses.create(name, {**FAST, "lr": 1e30})
+    with pytest.raises(TrainingDiverged, match=rf"defend {name}: loss 'loss' is (nan|inf) at epoch 1, step \d"):
+        defense.fit(model(), registries.methods.create("dpsh", {}), tiny,
+                    DefenseContext(torch.device("cpu"), torch.Generator().manual_seed(0), Reporter()))
