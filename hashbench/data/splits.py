@@ -205,7 +205,8 @@ def select_target_labels(
         if not zero_label and not db.any():
             raise DataError("no database item has a label, so there is no target label for targeted attacks")
         raise DataError(f"no database label vector labels {min_count} or more items, so there is no target "
-                        "label for targeted attacks; lower the grid's targets.min_count")
+                        "label for targeted attacks; lower the grid's targets.min_count (e.g. --set "
+                        "'targets={min_count: 1}') or use a larger dataset")
     # One uniform draw per query up front: the choices do not depend on the chunking below.
     draws = rng.random(len(q))
     cand_f = candidates.T.astype(np.float32)
