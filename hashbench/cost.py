@@ -44,7 +44,7 @@ from .attack import PrepareSizes
 from .data.base import HashDataset
 from .codes import ENCODE_BATCH
 from .store import ArtifactStore, canonical_json
-from .throughput import load_seconds, measure_rate, stage_overhead_s
+from .throughput import load_seconds, measure_rate, probe_batch, stage_overhead_s
 
 if TYPE_CHECKING:
     from .plan import Plan, Stage
@@ -156,26 +156,31 @@ def forward_flops(backbone: dict[str, Any], image_size: int, bits: int) -> int:
     return _forward_flops(canonical_json(spec), image_size, bits)
 
 
+#: output width of the network whose rate is timed: the head is a small share of the FLOPs, so one
+#: width serves every code length and class count (one timing per backbone, side, batch and mode)
+RATE_OUTPUTS = 32
+
+
 @functools.lru_cache(maxsize=64)
-def _network_rate(backbone_json: str, image_size: int, outputs: int, batch: int, mode: str, device: str) -> float:
-    build = _hash_model_builder(backbone_json, image_size, outputs)
-    return measure_rate(build, image_size, _forward_flops(backbone_json, image_size, outputs), batch, mode, device)
+def _network_rate(backbone_json: str, image_size: int, probe: int, mode: str, device: str) -> float:
+    build = _hash_model_builder(backbone_json, image_size, RATE_OUTPUTS)
+    return measure_rate(build, image_size, _forward_flops(backbone_json, image_size, RATE_OUTPUTS), probe, mode, device)
 
 
-def network_rate(backbone: dict[str, Any], image_size: int, outputs: int, batch: int, mode: str,
-                 device: str) -> float:
-    """FLOP/s of the hash model of ``backbone`` with ``outputs`` outputs on ``device`` at ``batch``
-    (:func:`hashbench.throughput.measure_rate`; measured once per process for each configuration)."""
-    spec = {"name": backbone["name"], "params": backbone["params"]}
-    return _network_rate(canonical_json(spec), image_size, outputs, batch, mode, device)
+def network_rate(backbone: dict[str, Any], image_size: int, batch: int, mode: str, device: str) -> float:
+    """FLOP/s of the hash model of ``backbone`` on ``device`` at ``batch`` images
+    (:func:`hashbench.throughput.measure_rate` at its :func:`~hashbench.throughput.probe_batch`;
+    measured once per process for each backbone, side, probe batch and mode)."""
+    spec = canonical_json({"name": backbone["name"], "params": backbone["params"]})
+    probe = probe_batch(batch, _forward_flops(spec, image_size, RATE_OUTPUTS), mode, device)
+    return _network_rate(spec, image_size, probe, mode, device)
 
 
 @dataclass(frozen=True)
 class Work:
-    """The network a stage runs and how: its backbone, outputs, batch and :func:`network_rate` mode."""
+    """The network a stage runs and how: its backbone, batch and :func:`network_rate` mode."""
 
     backbone: dict[str, Any]
-    outputs: int
     batch: int
     mode: str
 
@@ -187,8 +192,8 @@ def stage_work(stage: Stage, sizes: Sizes | None) -> Work | None:
     if stage.kind == "pretrain":
         if not sizes.classes:
             return None
-        return Work(stage.spec["backbone"], sizes.classes,
-                    min(_param(stage.spec, "backbone", "pretrain_batch_size", 64), sizes.train), "train")
+        return Work(stage.spec["backbone"], min(_param(stage.spec, "backbone", "pretrain_batch_size", 64), sizes.train),
+                    "train")
     train = _train_stage(stage)
     if train is None or stage.kind not in ("train", "defend", "prepare", "attack", "encode"):
         return None
@@ -196,7 +201,7 @@ def stage_work(stage: Stage, sizes: Sizes | None) -> Work | None:
                    "prepare": ("attack", sizes.train), "attack": ("attack", sizes.query),
                    "encode": (None, sizes.database)}[stage.kind]
     batch = ENCODE_BATCH if part is None else _param(stage.spec, part, "batch_size", 32)
-    return Work(train.spec["backbone"], train.spec["bits"], max(1, min(batch, items)),
+    return Work(train.spec["backbone"], max(1, min(batch, items)),
                 "infer" if stage.kind == "encode" else "train")
 
 
@@ -232,7 +237,7 @@ def first_run_seconds(stage: Stage, sizes: Sizes | None, device: str, results_ro
     if work is None:
         rate = matmul_flops_per_s(device)
     else:
-        rate = network_rate(work.backbone, sizes.image_size, work.outputs, work.batch, work.mode, device)
+        rate = network_rate(work.backbone, sizes.image_size, work.batch, work.mode, device)
     seconds = flops / rate + stage_overhead_s(results_root)
     count, augment = images_read(stage, sizes)
     if dataset is not None and count:

@@ -22,6 +22,7 @@ from .defense import DefenseContext
 from .errors import DataError, PluginError
 from .metrics import DEFAULT_RADIUS, map_at_k, pr_curve, precision_at_n, precision_at_radius, recall_at_n
 from .models.hash_model import HashModel
+from .models.purifier import PurifiedModel, attacked_model
 from .plan import Stage, dataset_key
 from .progress import Reporter
 from .store import Artifact
@@ -100,17 +101,35 @@ def build_model(train_spec: dict[str, Any], image_size: int, *, pretrained: bool
     return HashModel(net, train_spec["bits"], hash_init=hash_init)
 
 
+def _prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
 def load_model(ctx: StageContext, model_stage: Stage) -> HashModel:
-    """Rebuild a trained (or defended) model from its artifact, in eval mode on the device."""
+    """Rebuild a trained (or defended) model from its artifact, in eval mode on the device.
+
+    An inference-time defense's artifact names its defense plugin in ``meta["purifier"]``: the
+    purifier is rebuilt by that plugin, loaded from the ``purifier.`` tensors and put in front of
+    the hash model (:class:`~hashbench.models.purifier.PurifiedModel`)."""
     art = ctx.artifact(model_stage)
     model = build_model(art.meta["model_spec"], art.meta["image_size"], pretrained=False)
-    state = {k[len("model."):]: v for k, v in art.tensors.items() if k.startswith("model.")}
-    model.load_state_dict(state)
+    model.load_state_dict(_prefixed(art.tensors, "model."))
+    purified = art.meta.get("purifier")
+    if purified is not None:
+        defense = registries.defenses.create(purified["defense"], purified["params"])
+        purifier = defense.build_purifier()
+        purifier.load_state_dict(_prefixed(art.tensors, "purifier."))
+        model = PurifiedModel(purifier, model, attack_sees_purifier=purified["attack_sees_purifier"])
     return ctx.place(model).eval()
 
 
 def _model_artifact(model: HashModel, method, meta: dict[str, Any]) -> Artifact:
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    """The weights of ``model`` under ``model.`` (a purified model: its hash model's, and its
+    purifier's under ``purifier.``) and the method's state under ``method.``."""
+    hash_model = model.hash_model if isinstance(model, PurifiedModel) else model
+    tensors = {f"model.{k}": v for k, v in hash_model.state_dict().items()}
+    if isinstance(model, PurifiedModel):
+        tensors.update({f"purifier.{k}": v for k, v in model.purifier.state_dict().items()})
     tensors.update({f"method.{k}": v for k, v in method.state_tensors().items()})
     return Artifact(tensors, meta)
 
@@ -253,6 +272,9 @@ def run_defend(ctx: StageContext, stage: Stage) -> Artifact:
     model.eval()
     meta = {**{k: clean.meta[k] for k in ("model_spec", "image_size")}, "log": log,
             "wall_s": time.perf_counter() - start}
+    if isinstance(model, PurifiedModel):  # how load_model rebuilds the purifier
+        meta["purifier"] = {"defense": spec["defense"]["name"], "params": spec["defense"]["params"],
+                            "attack_sees_purifier": model.attack_sees_purifier}
     return _model_artifact(model, method, meta)
 
 
@@ -306,7 +328,7 @@ def run_prepare(ctx: StageContext, stage: Stage) -> Artifact:
     start = time.perf_counter()
     with autocast(ctx.device, spec.get("amp")):
         with _blame("attack", spec["attack"], "prepare"):
-            state = attack.prepare(model, _attack_context(ctx, stage, attack, generator)) or {}
+            state = attack.prepare(attacked_model(model), _attack_context(ctx, stage, attack, generator)) or {}
     return Artifact(state, {"wall_s": time.perf_counter() - start})
 
 
@@ -358,7 +380,8 @@ def run_attack(ctx: StageContext, stage: Stage) -> Artifact:
             target = targets[sl] if attack.targeted else None
             with autocast(ctx.device, spec.get("amp")):  # attacks stay fp32 unless --amp-attacks
                 with _blame("attack", spec["attack"], "perturb"):
-                    x_adv = attack.perturb(model, x, query_labels[sl], target, actx)
+                    # crafted on what the attacker sees (an oblivious one: the bare hash model), encoded by the system
+                    x_adv = attack.perturb(attacked_model(model), x, query_labels[sl], target, actx)
             _check_batch(name, spec["attack"]["origin"], attack.bounded, x, x_adv, attack.params.epsilon)
             x_adv = x_adv.detach().clamp(0, 1)
             with torch.no_grad():

@@ -46,6 +46,7 @@ from .errors import HashbenchError, PluginError, UserError
 from .methods.base import HashMethod
 from .metrics import map_at_k
 from .models.hash_model import HashModel
+from .models.purifier import PurifiedModel
 from .plan import Stage, _resolved_values, build_plan, derive_seed
 from .progress import Reporter
 from .stages import EXECUTORS, StageContext, _attack_context, _check_batch, _labels, _seeded, encode_images, load_model
@@ -386,6 +387,8 @@ class DefenseCheck:
     defended_map: float
     loss_calls: int
     seconds: float
+    #: an inference-time defense (a purifier in front of the unchanged model; it calls no hashing loss)
+    inference_time: bool = False
 
 
 def _defend_once(defense: Defense, victim: Victim, seed: int, label: str) -> tuple[HashModel, dict[str, Any], int]:
@@ -422,7 +425,9 @@ def check_defense(defense: str | type[Defense] | Defense, victim: Victim | None 
     architecture, finite weights that differ from the clean model's, outputs in [-1, 1],
     a JSON-storable log (finite numbers), trains with the hashing method's own ``loss``
     (so it works with every method), and gives the same weights, bit for bit, for the
-    same seed.
+    same seed.  An ``inference_time`` defense instead returns a :class:`PurifiedModel` whose
+    hash model is the clean one, bit for bit, and whose purifier has finite weights, can be
+    rebuilt by ``build_purifier`` from the stored weights and maps images to images in [0, 1].
     """
     victim = victim or tiny_victim()
     instance, _name, label, _origin = _resolve("defenses", defense, params)
@@ -438,16 +443,19 @@ def check_defense(defense: str | type[Defense] | Defense, victim: Victim | None 
     clean = victim.model().state_dict()
     model, log, calls = _defend_once(instance, victim, seed, label)
     state = model.state_dict()
-    if set(state) != set(clean) or any(state[k].shape != clean[k].shape for k in clean):
-        raise AssertionError(f"{label} returned a model of another architecture; train the model it is given")
-    if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
-        raise AssertionError(f"{label} returned non-finite weights")
-    if all(torch.equal(state[k], clean[k]) for k in clean):
-        raise AssertionError(f"{label} returned the clean model unchanged; a non-identity defense must train it "
-                             "(or declare identity = True)")
-    if calls == 0:
-        raise AssertionError(f"{label} never called the hashing method's loss; a defense trains with "
-                             "method.loss so that it works with every method")
+    if instance.inference_time:
+        _check_purified(instance, model, clean, victim, label)
+    else:
+        if set(state) != set(clean) or any(state[k].shape != clean[k].shape for k in clean):
+            raise AssertionError(f"{label} returned a model of another architecture; train the model it is given")
+        if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
+            raise AssertionError(f"{label} returned non-finite weights")
+        if all(torch.equal(state[k], clean[k]) for k in clean):
+            raise AssertionError(f"{label} returned the clean model unchanged; a non-identity defense must train it "
+                                 "(or declare identity = True)")
+        if calls == 0:
+            raise AssertionError(f"{label} never called the hashing method's loss; a defense trains with "
+                                 "method.loss so that it works with every method")
     try:
         canonical_json(log)
     except (TypeError, ValueError) as exc:
@@ -466,4 +474,29 @@ def check_defense(defense: str | type[Defense] | Defense, victim: Victim | None 
     labels = victim.dataset.labels
     defended_map = map_at_k(query, defended_db, labels[victim.split.query], labels[victim.split.database],
                             topk=victim.map_topk)
-    return DefenseCheck(label, False, victim.clean_map, float(defended_map), calls, time.perf_counter() - start)
+    return DefenseCheck(label, False, victim.clean_map, float(defended_map), calls, time.perf_counter() - start,
+                        inference_time=instance.inference_time)
+
+
+def _check_purified(defense: Defense, model: HashModel, clean: dict[str, torch.Tensor], victim: Victim,
+                    label: str) -> None:
+    """The inference-time properties of :func:`check_defense`."""
+    if not isinstance(model, PurifiedModel):
+        raise AssertionError(f"{label} is an inference-time defense but fit returned {type(model).__name__}; "
+                             "return PurifiedModel(purifier, model) (InferenceDefense.fit does)")
+    hash_state = model.hash_model.state_dict()
+    if set(hash_state) != set(clean) or not all(torch.equal(hash_state[k], clean[k]) for k in clean):
+        raise AssertionError(f"{label} changed the hash model; an inference-time defense trains only its purifier")
+    weights = model.purifier.state_dict()
+    if not all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point()):
+        raise AssertionError(f"{label} returned a purifier with non-finite weights")
+    try:  # what loading the defend stage's artifact does
+        defense.build_purifier().load_state_dict(weights)
+    except Exception as exc:
+        raise AssertionError(f"{label}: build_purifier() cannot load the trained purifier's weights ({exc}); "
+                             "it must rebuild the same network from the parameters alone") from exc
+    x = victim.dataset.images(victim.split.query[:8]).to(victim.device)
+    with torch.no_grad():
+        purified = model.purifier(x)
+    if purified.shape != x.shape or not (torch.isfinite(purified).all() and 0 <= purified.min() <= purified.max() <= 1):
+        raise AssertionError(f"{label}: the purifier must map images to images of the same shape in [0, 1]")

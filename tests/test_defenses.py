@@ -24,9 +24,10 @@ from hashbench.progress import Reporter
 from hashbench.prototype import PrototypeTrainer
 from hashbench.training import TrainData, TrainingDiverged
 
-#: the built-in defenses that train (third-party plugins installed alongside are not ours to test)
+#: the built-in defenses that train the hash model (third-party plugins installed alongside are not ours to test)
 ADVERSARIAL = sorted(n for n in registries.defenses.names()
-                     if registries.defenses.origin(n)[0] == "hashbench" and not registries.defenses.get(n).identity)
+                     if registries.defenses.origin(n)[0] == "hashbench" and not registries.defenses.get(n).identity
+                     and not registries.defenses.get(n).inference_time)  # purifiers: tests/test_comdefend.py
 #: one short epoch: 24 images in batches of 8, one PGD step, a small prototype net
 FAST = {"epochs": 1, "batch_size": 8, "iterations": 1, "proto_hidden": (32, 16)}
 

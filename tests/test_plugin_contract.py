@@ -47,5 +47,6 @@ def test_attack_keeps_the_contract(name: str, victim: Victim) -> None:
 def test_defense_keeps_the_contract(name: str, victim: Victim) -> None:
     result = check_defense(name, victim)
     assert result.identity == registries.defenses.get(name).identity
-    assert result.identity or result.loss_calls > 0
+    assert result.identity or result.inference_time or result.loss_calls > 0
+    assert result.inference_time == registries.defenses.get(name).inference_time
     assert 0 <= result.defended_map <= 1

@@ -62,7 +62,7 @@ def test_stages_read_their_images_and_time_their_own_network(config):
 
 def test_first_run_estimate_is_flops_over_the_network_rate_plus_reads_and_overhead(config, tmp_path, monkeypatch):
     rates = {"train": 2e9, "infer": 5e9}
-    monkeypatch.setattr(cost, "network_rate", lambda backbone, side, outputs, batch, mode, device: rates[mode])
+    monkeypatch.setattr(cost, "network_rate", lambda backbone, side, batch, mode, device: rates[mode])
     monkeypatch.setattr(cost, "stage_overhead_s", lambda root: 0.5)
     monkeypatch.setattr(cost, "_load_seconds", lambda dataset, augment: 0.01 if augment else 0.001)
     plan = small_plan(config)
