@@ -100,27 +100,34 @@ class CSQ(HashMethod):
         num_classes = train_labels.shape[1]
         if self.centers is None:
             generator = torch.Generator().manual_seed(self.params.center_seed)
-            self.centers = hash_centers(num_classes, bits, generator)
+            self.centers = self.draw_centers(num_classes, bits, generator)
             self.tie = torch.randint(0, 2, (bits,), generator=generator).float() * 2 - 1
         elif self.centers.shape != (num_classes, bits):
             raise ValueError(
-                f"csq: the loaded hash centres are {tuple(self.centers.shape)}, but this run has "
+                f"{self.name}: the loaded hash centres are {tuple(self.centers.shape)}, but this run has "
                 f"{num_classes} classes and {bits} bits"
             )
         self.centers = self.centers.to(device)
         self.tie = self.tie.to(device)
+
+    def draw_centers(self, num_classes: int, bits: int, generator: torch.Generator) -> torch.Tensor:
+        """The C×K class centres (CSQ: :func:`hash_centers`); methods with other centres override it."""
+        return hash_centers(num_classes, bits, generator)
 
     def label_centers(self, y: torch.Tensor) -> torch.Tensor:
         """``sign(y·H)``, with zero sums filled from the tie vector."""
         total = y.float() @ self.centers
         return torch.where(total == 0, self.tie.expand_as(total), torch.sign(total))
 
-    def loss(self, u: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    def center_loss(self, u: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``BCE((u + 1)/2, (c(y) + 1)/2)``, the mean over all batch entries (in float32)."""
         u = u.float()
         with torch.autocast(u.device.type, enabled=False):  # torch's BCE refuses to run under autocast
-            center = F.binary_cross_entropy((u + 1) / 2, (self.label_centers(y) + 1) / 2)
-        quantisation = (u.abs() - 1).pow(2).mean()
-        return center + self.params.lam * quantisation
+            return F.binary_cross_entropy((u + 1) / 2, (self.label_centers(y) + 1) / 2)
+
+    def loss(self, u: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        quantisation = (u.float().abs() - 1).pow(2).mean()
+        return self.center_loss(u, y) + self.params.lam * quantisation
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         if self.centers is None:
@@ -132,6 +139,6 @@ class CSQ(HashMethod):
             return
         missing = {"centers", "tie"} - set(tensors)
         if missing:
-            raise ValueError(f"csq: the model artifact lacks {', '.join(sorted(missing))}")
+            raise ValueError(f"{self.name}: the model artifact lacks {', '.join(sorted(missing))}")
         self.centers = tensors["centers"].float()
         self.tie = tensors["tie"].float()

@@ -56,7 +56,11 @@ class HashNet(HashMethod):
         if self.params.label_bank == "visited":
             bank.update_labels(idx, y)
         s = bank.similarity(y)
-        nll = pairwise_logistic(self.params.alpha * u @ bank.u.T, s)
+        nll = pairwise_logistic(self.scale(u.shape[1]) * u @ bank.u.T, s)
         similar = (nll * s).sum() / s.sum().clamp(min=1)
         dissimilar = (nll * (1 - s)).sum() / (1 - s).sum().clamp(min=1)
         return similar + dissimilar
+
+    def scale(self, bits: int) -> float:
+        """The inner-product scale α for K = ``bits`` (HashNet: the parameter; HSWD: 10/K)."""
+        return self.params.alpha
