@@ -218,7 +218,12 @@ def test_loaded_centres_survive_setup_and_must_match_the_run():
 @pytest.mark.parametrize(
     "name, defaults",
     [("dpsh", {"eta": 1e-3}), ("dph", {}), ("hashnet", {"alpha": 0.1}), ("dch", {"gamma": 20.0, "lam": 0.1}),
-     ("csq", {"lam": 1e-4, "center_seed": 0})],
+     ("csq", {"lam": 1e-4, "center_seed": 0}),
+     ("greedyhash", {"alpha": 0.1, "learn_classifier": True, "multilabel": "argmax"}),
+     ("csq-c", {"quantization_alpha": 0.1, "center_seed": 0}), ("dpn", {"margin": 1.0, "center_seed": 0}),
+     ("hswd", {"alpha_bits": 10.0, "quantization_alpha": 0.1, "label_bank": "visited"}),
+     ("ortho", {"scale": 8.0, "margin": 0.2, "margin_type": "cos", "quan": 0.0, "quan_type": "cs",
+                "codebook_seed": 0})],
 )
 def test_paper_defaults(name, defaults):
     p = registries.methods.create(name, {}).params
@@ -242,7 +247,11 @@ def test_step_schedule():
 @pytest.mark.parametrize(
     "name, values, message",
     [("hashnet", {"alpha": 0}, "'alpha'"), ("dch", {"gamma": -1}, "'gamma'"), ("dch", {"lam": -0.1}, "'lam'"),
-     ("csq", {"lam": -1}, "'lam'"), ("dpsh", {"eta": -1}, "'eta'"), ("dph", {"beta": 1}, "unknown key 'beta'")],
+     ("csq", {"lam": -1}, "'lam'"), ("dpsh", {"eta": -1}, "'eta'"), ("dph", {"beta": 1}, "unknown key 'beta'"),
+     ("greedyhash", {"multilabel": "first"}, "'multilabel'"), ("greedyhash", {"alpha": -1}, "'alpha'"),
+     ("csq-c", {"lam": 1e-4}, "unknown key 'lam'"), ("dpn", {"margin": 0}, "'margin'"),
+     ("hswd", {"alpha_bits": 0}, "'alpha_bits'"), ("ortho", {"margin_type": "angle"}, "'margin_type'"),
+     ("ortho", {"quan_type": "l3"}, "'quan_type'")],
 )
 def test_invalid_parameters_are_rejected(name, values, message):
     with pytest.raises(ConfigError, match=f"method '{name}'.*{message}"):
