@@ -12,7 +12,7 @@ from hashbench.plan import build_plan, plan_members
 from hashbench.results import load
 from hashbench.runner import LocalRunner
 
-METHODS = ["dph", "dpsh", "hashnet", "dch", "csq", "dsdh", "dsdh-c"]
+METHODS = ["dph", "dpsh", "hashnet", "dch", "csq", "dsdh", "dsdh-c", "greedyhash", "csq-c", "dpn", "hswd", "ortho"]
 UNTARGETED = ["center", "mainstay", "hag", "sdha"]
 TARGETED = ["p2p", "dhta", "tha", "mainstay-t"]
 
