@@ -28,6 +28,8 @@ def test_full_plan_shows_each_papers_released_code(tmp_path):
         defense = params["defense"]
         if cell["defense"] == "cgat":
             assert (defense["guide_bank"], defense["one_sided"]) == ("cgat", "zero")
+            # CgAT's float MultiStepLR milestones, as its code (every CgAT cell of cgat is a CgAT grid's)
+            assert defense["faithful_scheduler"] is True
         elif cell["defense"] == "saat":
             assert (defense["guide_bank"], defense["one_sided"]) == ("saat", "other")
         elif cell["defense"] == "atrdh":
@@ -41,3 +43,11 @@ def test_full_plan_shows_each_papers_released_code(tmp_path):
                 (128, True, True) if saat else (32, False, True)), cell["id"]
         seen.add((saat, cell["defense"], cell["attack"]))
     assert {(False, "cgat", "tha"), (True, "none", "tha"), (True, "saat", "hag"), (False, "atrdh", "sdha")} <= seen
+
+
+def test_faithful_milestones_drop_the_decay_that_cgat_never_reaches():
+    from hashbench.adversarial_training import milestones
+
+    # FLICKR-25K: 5,000 training images in batches of 32 → 157 per epoch, 30 epochs (cgat_spec §1.8)
+    assert milestones(30 * 157, faithful=True) == [2355]
+    assert milestones(30 * 157, faithful=False) == [2355, 3532]
