@@ -18,7 +18,8 @@ from hashbench.models.hash_model import HashModel
 from hashbench.models.purifier import ComDefendNet, PurifiedModel, attacked_model, binarize, comdefend_loss
 from hashbench.plan import plan_members
 from hashbench.progress import Reporter
-from hashbench.results import read_records
+from hashbench.report.leaderboard import leaderboards
+from hashbench.results import load, read_records
 from hashbench.runner import LocalRunner
 from hashbench.stages import _model_artifact
 from hashbench.testing import check_defense
@@ -232,3 +233,8 @@ def test_white_box_attacks_see_the_purifier_and_oblivious_ones_the_bare_model(co
     assert maps["white"][("none", "center")] == maps["oblivious"][("none", "center")]
     # the purifier is applied: the defended clean numbers differ from the undefended ones
     assert maps["white"][("comdefend", "clean")] != maps["white"][("none", "clean")]
+    board = leaderboards(load("white", tmp_path))[0]
+    marked = {e.defense: e.inference_time for e in board.entries}
+    assert marked == {"none": False, "comdefend": True}
+    labels = {e.defense: e.model for e in board.entries}
+    assert labels == {"none": "DPSH (undefended)", "comdefend": "DPSH + ComDefend (inference-time)"}

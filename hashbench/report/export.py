@@ -156,7 +156,7 @@ def _latex_board(board: Board) -> list[str]:
     for e in board.entries:
         clean = fmt(e.clean) + (rf"{{\scriptsize$\pm${fmt(e.clean_std)}}}" if e.clean_std is not None else "")
         robust = fmt(e.robust) + (rf"{{\scriptsize$\pm${fmt(e.robust_std)}}}" if e.robust_std is not None else "")
-        cells = [str(e.rank), latex_escape(model_label(e.method, e.defense, with_method=True))
+        cells = [str(e.rank), latex_escape(e.model)
                  + (r"\ddag{}" if e.unhealthy else ""),
                  latex_escape(label("backbone", e.backbone)), str(e.bits), clean.replace(MISSING, "--"),
                  robust.replace(MISSING, "--"), latex_escape(label("attack", e.strongest) if e.strongest else "--"),
@@ -253,7 +253,7 @@ def to_markdown(report: Report) -> str:
         for e in board.entries:
             clean = fmt(e.clean) + (f" ± {fmt(e.clean_std)}" if e.clean_std is not None else "")
             robust = fmt(e.robust) + (f" ± {fmt(e.robust_std)}" if e.robust_std is not None else "")
-            lines.append(_md_row([str(e.rank), md_escape(model_label(e.method, e.defense, with_method=True))
+            lines.append(_md_row([str(e.rank), md_escape(e.model)
                                   + (" ‡" if e.unhealthy else ""),
                                   md_escape(label("backbone", e.backbone)), str(e.bits), clean, robust,
                                   md_escape(label("attack", e.strongest)) if e.strongest else MISSING,
@@ -329,7 +329,8 @@ def to_json(report: Report) -> str:
          "clean": e.clean, "clean_std": e.clean_std, "robust": e.robust, "robust_std": e.robust_std,
          "strongest_attack": e.strongest, "attacks": e.attacks, "missing_attacks": e.missing, "seeds": e.seeds,
          "chance": e.chance, "distinct_codes": e.distinct_codes, "bit_balance": e.bit_balance,
-         "unhealthy": e.unhealthy, "unbounded": e.unbounded, "unbounded_attacks": e.unbounded_attacks}
+         "unhealthy": e.unhealthy, "unbounded": e.unbounded, "unbounded_attacks": e.unbounded_attacks,
+         "inference_time": e.inference_time}
         for e in b.entries]} for b in report.boards]
     document = {
         "schema": "hashbench.report", "schema_version": REPORT_SCHEMA_VERSION, "run": report.run.name,

@@ -180,7 +180,7 @@ def _leaderboard_view(boards: list[Board]) -> list[dict[str, Any]]:
         entries = []
         for e in board.entries:
             entries.append({
-                "rank": e.rank, "model": model_label(e.method, e.defense, with_method=True),
+                "rank": e.rank, "model": e.model,
                 "backbone": label("backbone", e.backbone), "bits": e.bits,
                 "clean": _num(e.clean), "clean_std": _num(e.clean_std) if e.clean_std is not None else None,
                 "clean_v": _sort_value(e.clean),

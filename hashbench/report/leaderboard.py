@@ -15,6 +15,9 @@ no information: an entry whose clean MAP is within :data:`~hashbench.chance.NEAR
 of the random-codes MAP of its split, or whose database codes are degenerate
 (:func:`hashbench.chance.degenerate`), is marked with the reason and ranked after every healthy
 entry (RobustBench shows clean accuracy beside robust accuracy for the same reason).
+
+An inference-time defense (a purifier in front of the unchanged model, e.g. ComDefend) is
+marked ``inference_time`` so that the boards tell it from the training-time defenses.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from .. import registries
 from ..chance import NEAR_CHANCE_POINTS, degenerate
-from .names import CLEAN, label, ordered, sort_key
+from ..errors import PluginError
+from .names import CLEAN, label, model_label, ordered, sort_key
 from .tables import mean_std
 
 ENTRY_COLUMNS = ("method", "backbone", "bits", "defense")
@@ -51,6 +56,7 @@ class Entry:
     distinct_codes: int | None = None  # distinct database codes (clean evaluation, first seed)
     bit_balance: float | None = None  # 1 − mean |bit mean|: 1 balanced, 0 constant bits
     unhealthy: str | None = None  # why this entry is ranked after the healthy ones
+    inference_time: bool = False  # the defense purifies inputs in front of the unchanged model
 
     @property
     def healthy(self) -> bool:
@@ -59,6 +65,11 @@ class Entry:
     @property
     def complete(self) -> bool:
         return not self.missing
+
+    @property
+    def model(self) -> str:
+        """The board's row label: ``DPSH (undefended)``, ``DPSH + CgAT``, ``DPSH + ComDefend (inference-time)``."""
+        return model_label(self.method, self.defense, with_method=True) + (" (inference-time)" if self.inference_time else "")
 
     @property
     def name(self) -> str:
@@ -96,7 +107,19 @@ def _entry(rows: pd.DataFrame, key: tuple, board_attacks: list[str]) -> Entry:
         unhealthy=_unhealthy(clean_mean, chance, health),
         unbounded=float(unbounded_means.min()) if not unbounded_means.empty else None,
         unbounded_attacks=tuple(ordered("attack", unbounded["attack"])),
+        inference_time=inference_time(str(defense)),
     )
+
+
+def inference_time(defense: str) -> bool:
+    """Whether the defense plugin ``defense`` is an inference-time one; ``False`` when it is not
+    installed here (a run read on another machine)."""
+    if defense not in registries.defenses:
+        return False
+    try:
+        return bool(registries.defenses.get(defense).inference_time)
+    except PluginError:  # installed but fails to import
+        return False
 
 
 def _unbounded(rows: pd.DataFrame) -> pd.Series:

@@ -18,7 +18,7 @@ NO_DEFENSE = "none"
 ORDER: dict[str, tuple[str, ...]] = {
     "dataset": ("flickr25k", "nuswide21", "mscoco"),
     "method": ("dph", "dpsh", "hashnet", "dsdh", "dch", "csq", "dsdh-c"),
-    "defense": (NO_DEFENSE, "atrdh", "cgat", "saat"),
+    "defense": (NO_DEFENSE, "atrdh", "cgat", "saat", "comdefend"),
     "attack": (CLEAN, "p2p", "dhta", "prosgan", "tha", "hag", "sdha", "center", "mainstay", "mainstay-t"),
     "backbone": ("alexnet", "vgg11", "smallcnn"),
 }
@@ -28,7 +28,7 @@ LABELS: dict[str, dict[str, str]] = {
     "dataset": {"flickr25k": "FLICKR-25K", "nuswide21": "NUS-WIDE", "mscoco": "MS-COCO"},
     "method": {"dph": "DPH", "dpsh": "DPSH", "hashnet": "HashNet", "dsdh": "DSDH", "dch": "DCH", "csq": "CSQ",
                "dsdh-c": "DSDH-C"},
-    "defense": {NO_DEFENSE: "undefended", "atrdh": "ATRDH", "cgat": "CgAT", "saat": "SAAT"},
+    "defense": {NO_DEFENSE: "undefended", "atrdh": "ATRDH", "cgat": "CgAT", "saat": "SAAT", "comdefend": "ComDefend"},
     "attack": {CLEAN: "Clean", "p2p": "P2P", "dhta": "DHTA", "prosgan": "ProS-GAN", "tha": "THA", "hag": "HAG",
                "sdha": "SDHA", "center": "Center", "mainstay": "Mainstay", "mainstay-t": "Mainstay-T"},
     "backbone": {"alexnet": "AlexNet", "vgg11": "VGG11", "smallcnn": "SmallCNN"},
