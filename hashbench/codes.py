@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 __all__ = ["center_codes", "to_binary", "ENCODE_BATCH", "WEIGHTINGS"]
+
 #: images per forward pass when a model encodes a split (the encode stage; the cost model times it)
 ENCODE_BATCH = 256
 

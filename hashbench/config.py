@@ -437,8 +437,27 @@ def apply_overrides(config: Config, members: list[tuple[str, Grid]], overrides: 
             value = [value]
         if head == "profile" and value not in config.data.profiles:
             raise ConfigError(f"--set profile: {unknown_name_message('profile', str(value), list(config.data.profiles))}")
-        members = [(name, _revalidate(grid, {head: value}, key)) for name, grid in members]
+        members = [(name, _revalidate(grid, {head: value, **_narrowed_params(grid, head, value)}, key))
+                   for name, grid in members]
     return members
+
+
+def _narrowed_params(grid: Grid, axis: str, values: list[Any]) -> dict[str, Any]:
+    """The grid's ``params`` and ``params_by_dataset`` without the plugins (or datasets) that an
+    axis override took off ``axis``: ``--set defenses=[none]`` on a grid that tunes ``cgat`` runs
+    without cgat, not into an error about its parameters."""
+    if axis not in ("datasets", "methods", "backbones", "defenses", "attacks"):
+        return {}
+    keep = set(map(str, values))
+    params = {kind: ({n: v for n, v in table.items() if n in keep} if kind == axis else table)
+              for kind, table in grid.params.items()}
+    if axis == "datasets":
+        by_dataset = {d: kinds for d, kinds in grid.params_by_dataset.items() if d in keep}
+    else:
+        by_dataset = {d: {kind: ({n: v for n, v in table.items() if n in keep} if kind == axis else table)
+                          for kind, table in kinds.items()}
+                      for d, kinds in grid.params_by_dataset.items()}
+    return {"params": params, "params_by_dataset": by_dataset}
 
 
 def _revalidate(grid: Grid, update: dict[str, Any], key: str) -> Grid:

@@ -239,3 +239,19 @@ def test_saat_grids_share_one_victim_per_bits(config):
     trains = {c.stages["train"].key for c in plan.cells}
     assert len(trains) == 3 * 4  # saat-table1's victims are saat-table2's clean models
     assert not [e for e in away_from_defaults(plan) if e["kind"] == "method" and e["values"] != SAAT_RECIPE]
+
+
+def test_an_axis_override_drops_the_parameters_of_plugins_it_removes(tmp_path):
+    """table2 tunes cgat and prosgan; --set defenses=[none] attacks=[p2p] plans without them, no error."""
+    result = CliRunner().invoke(main, ["plan", "--grid", "table2", "--json", "--device", "h100",
+                                       "--set", "defenses=[none]", "--set", "attacks=[p2p]",
+                                       "--results-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    cells = json.loads(result.output)["cell_params"]
+    assert {c["defense"] for c in cells} == {"none"} and {c["attack"] for c in cells} <= {"p2p", "clean"}
+    kept = CliRunner().invoke(main, ["plan", "--grid", "table2", "--json", "--device", "h100",
+                                     "--set", "defenses=[cgat]", "--set", "attacks=[prosgan]",
+                                     "--results-dir", str(tmp_path)])
+    cells = json.loads(kept.output)["cell_params"]
+    assert all(c["params"]["defense"]["faithful_scheduler"] is True for c in cells)
+    assert all(c["params"]["attack"]["rec_weight"] == 50 for c in cells if c["attack"] == "prosgan")
