@@ -523,6 +523,9 @@ def compare(run_a: str, run_b: str, threshold: float | None, results_dir: str | 
     root = _results_dir(results_dir)
     keys = ["dataset", "method", "backbone", "bits", "defense", "attack", "seed"]
     a, b = load(run_a, root), load(run_b, root)
+    if a["surrogate"].notna().any() or b["surrogate"].notna().any():  # transfer cells: a coordinate of their own
+        keys.insert(keys.index("seed"), "surrogate")
+        a, b = (frame.assign(surrogate=frame["surrogate"].fillna("")) for frame in (a, b))
     merged = a[keys + ["map"]].merge(b[keys + ["map"]], on=keys, how="outer", suffixes=("_a", "_b"))
     table = Table(title=f"{markup(run_a)} vs {markup(run_b)} (MAP %)")
     for col in keys + [run_a, run_b, "Δ"]:
@@ -535,7 +538,8 @@ def compare(run_a: str, run_b: str, threshold: float | None, results_dir: str | 
         delta = None if missing else 100 * (mb - ma)
         diff = "-" if delta is None else f"{delta:+.2f}"
         if threshold is not None and (missing or abs(delta) > threshold):
-            beyond.append("-".join(str(r[k]) for k in keys) + (" (in one run only)" if missing else f" ({diff})"))
+            cell = "-".join(str(r[k]) for k in keys if r[k] != "")  # a white-box cell has no surrogate
+            beyond.append(cell + (" (in one run only)" if missing else f" ({diff})"))
             diff = f"[red]{diff}[/]"
         table.add_row(*[markup(r[k]) for k in keys], fmt(ma), fmt(mb), diff)
     Console().print(table)

@@ -18,7 +18,8 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError, field_validator
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, StrictBool, Tag, TypeAdapter, ValidationError,
+                      field_validator)
 
 from .errors import ConfigError
 from .registry import name_problem, unknown_name_message
@@ -171,6 +172,9 @@ class Grid(_Strict):
     (per plugin kind and name); the grid's ``params_by_dataset`` (the same, for the cells of one
     dataset).  ``--set params.…`` edits the grid's ``params`` and drops that parameter from
     ``params_by_dataset`` (the command line wins on every dataset).
+
+    ``transfer: true`` adds black-box transfer cells: every attack crafted on each model attacks
+    every other model of the same dataset and seed (:mod:`hashbench.plan`).
     """
 
     description: str = ""
@@ -183,6 +187,8 @@ class Grid(_Strict):
     attacks: list[str] = Field(default_factory=list, description="the clean evaluation always runs")
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     targets: TargetSpec = Field(default_factory=TargetSpec, description="the target labels' rule (split stage)")
+    transfer: StrictBool = Field(False, description="also attack every model with the adversarial queries crafted on "
+                                              "each other model of the same dataset and seed (black-box transfer)")
     params: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=dict)
     params_by_dataset: dict[str, dict[str, dict[str, dict[str, Any]]]] = Field(
         default_factory=dict, description="dataset → plugin kind → plugin → parameters, for that dataset's cells")

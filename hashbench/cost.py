@@ -12,7 +12,8 @@ the number of image passes the stage makes:
 | defend | epochs · |train| · (6 + 3 · iterations): clean and adversarial forward/backward, PGD steps |
 | prepare | the attack's own count (:meth:`~hashbench.attack.Attack.prepare_flops`; unknown if it gives none) |
 | encode | |database| + |train| + |query| |
-| attack | |query| · (3 · iterations + 2) |
+| attack, craft | |query| · (3 · iterations + 2) (a craft is its surrogate's attack) |
+| transfer | |query| (the victim encodes the crafted queries) |
 | evaluate | Hamming ranking: 2 · |query| · |database| · bits (no images) |
 
 Seconds: for each stage kind and plugin, earlier runs on the same device give seconds per
@@ -49,7 +50,7 @@ from .throughput import load_seconds, measure_rate, probe_batch, stage_overhead_
 if TYPE_CHECKING:
     from .plan import Plan, Stage
 
-GPU_KINDS = ("pretrain", "train", "defend", "prepare", "attack", "encode")
+GPU_KINDS = ("pretrain", "train", "defend", "prepare", "attack", "craft", "transfer", "encode")
 
 
 @dataclass(frozen=True)
@@ -195,20 +196,22 @@ def stage_work(stage: Stage, sizes: Sizes | None) -> Work | None:
         return Work(stage.spec["backbone"], min(_param(stage.spec, "backbone", "pretrain_batch_size", 64), sizes.train),
                     "train")
     train = _train_stage(stage)
-    if train is None or stage.kind not in ("train", "defend", "prepare", "attack", "encode"):
+    if train is None or stage.kind not in ("train", "defend", "prepare", "attack", "craft", "encode", "transfer"):
         return None
     part, items = {"train": ("method", sizes.train), "defend": ("defense", sizes.train),
                    "prepare": ("attack", sizes.train), "attack": ("attack", sizes.query),
-                   "encode": (None, sizes.database)}[stage.kind]
+                   "craft": ("attack", sizes.query), "encode": (None, sizes.database),
+                   "transfer": (None, sizes.query)}[stage.kind]
     batch = ENCODE_BATCH if part is None else _param(stage.spec, part, "batch_size", 32)
     return Work(train.spec["backbone"], max(1, min(batch, items)),
-                "infer" if stage.kind == "encode" else "train")
+                "infer" if stage.kind in ("encode", "transfer") else "train")
 
 
 def images_read(stage: Stage, sizes: Sizes | None) -> tuple[int, bool]:
     """(images ``stage`` reads from its dataset, whether augmented): every epoch of the training
-    stages reads the training set, encode every split, attack the queries.  A prepare stage's
-    reads are the attack's own business and are not counted."""
+    stages reads the training set, encode every split, attack and craft the queries (a transfer
+    reads its craft's images, not the dataset).  A prepare stage's reads are the attack's own
+    business and are not counted."""
     if sizes is None:
         return 0, False
     spec = stage.spec
@@ -220,7 +223,7 @@ def images_read(stage: Stage, sizes: Sizes | None) -> tuple[int, bool]:
         return _param(spec, "defense", "epochs", 1) * sizes.train, bool(_param(spec, "defense", "augment", 0))
     if stage.kind == "encode":
         return sizes.database + sizes.train + sizes.query, False
-    if stage.kind == "attack":
+    if stage.kind in ("attack", "craft"):
         return sizes.query, False
     return 0, False
 
@@ -287,8 +290,10 @@ def stage_flops(stage: Stage, sizes: Sizes | None) -> int | None:
         return _prepare_flops(spec["attack"], PrepareSizes(sizes.train, sizes.image_size, bits, sizes.classes, f))
     elif stage.kind == "encode":
         passes = sizes.database + sizes.train + sizes.query
-    elif stage.kind == "attack":
+    elif stage.kind in ("attack", "craft"):
         passes = sizes.query * (3 * _param(spec, "attack", "iterations", 1) + 2)
+    elif stage.kind == "transfer":
+        passes = sizes.query
     else:
         return None
     return f * passes
@@ -321,7 +326,8 @@ def stage_bytes(stage: Stage, sizes: Sizes | None) -> int | None:
     | pretrain | checkpoint of the backbone with a head of one output per class |
     | train, defend | checkpoint: the hash model's state elements (counted on the meta device) × 4 |
     | encode | (|database| + |train| + |query|) · bits (int8 codes) |
-    | attack | |query| · (bits + 12) + 2 · 4 · 3 · side² (codes, three norms, two example batches) |
+    | attack, transfer | |query| · (bits + 12) + 2 · 4 · 3 · side² (codes, three norms, two example batches) |
+    | craft | |query| · (4 · 3 · side² + 12) + 2 · 4 · 3 · side² (float32 images, three norms, examples) |
     | prepare | unknown (the attack's own state: a prototype net, a generator) |
     """
     if stage.kind in ("chance", "evaluate"):
@@ -343,8 +349,10 @@ def stage_bytes(stage: Stage, sizes: Sizes | None) -> int | None:
         return checkpoint_bytes(train.spec["backbone"], sizes.image_size, bits) + ARTIFACT_OVERHEAD
     if stage.kind == "encode":
         return items * bits + ARTIFACT_OVERHEAD
-    if stage.kind == "attack":
+    if stage.kind in ("attack", "transfer"):
         return sizes.query * (bits + 12) + 2 * 4 * 3 * sizes.image_size**2 + ARTIFACT_OVERHEAD
+    if stage.kind == "craft":
+        return sizes.query * (4 * 3 * sizes.image_size**2 + 12) + 2 * 4 * 3 * sizes.image_size**2 + ARTIFACT_OVERHEAD
     return None
 
 

@@ -1,7 +1,9 @@
 """Expand a grid into cells and a DAG of stages, each with its content-addressed key.
 
 A cell is (dataset, method, backbone, bits, defense, attack, seed); ``attack = "clean"`` is
-the evaluation without attack.  Cells share stages: the split of a dataset and seed, the
+the evaluation without attack.  On a grid with ``transfer: true`` a cell may also name a
+``surrogate``: another model of the grid whose adversarial queries attack this cell's model
+(black-box transfer, :func:`_transfer_cells`).  Cells share stages: the split of a dataset and seed, the
 clean model of (split, method, backbone, bits), the defended model, its codes, and so on.
 A stage's key hashes its fully resolved spec (plugin names, parameters, distribution and
 version) together with the keys of its inputs, so changing one parameter changes exactly
@@ -19,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from . import registries
 from .config import Config, DatasetDecl, Grid, Profile, UnionGrid, check_param_name, not_on_axis
@@ -32,7 +34,8 @@ from .params import params_dict, validate_params
 from .registry import unknown_name_message
 from .store import artifact_key, canonical_json
 
-STAGE_KINDS = ("split", "chance", "pretrain", "train", "defend", "encode", "prepare", "attack", "evaluate")
+STAGE_KINDS = ("split", "chance", "pretrain", "train", "defend", "encode", "prepare", "attack", "craft", "transfer",
+               "evaluate")
 #: random balanced code sets drawn by a ``chance`` stage (its MAP is their mean)
 CHANCE_DRAWS = 5
 CLEAN = "clean"
@@ -42,6 +45,11 @@ AMP_DTYPES = ("bf16", "fp16")
 def derive_seed(seed: int, purpose: str) -> int:
     """A 31-bit seed for one purpose (stage kind) of a cell seed; recorded in every result."""
     return int(hashlib.sha256(f"{purpose}:{seed}".encode()).hexdigest()[:8], 16) & 0x7FFFFFFF
+
+
+def model_id(method: str, backbone: str, bits: int, defense: str) -> str:
+    """The name of a model of a grid, e.g. ``dpsh-smallcnn-32-none``: a transfer cell's ``surrogate``."""
+    return f"{method}-{backbone}-{bits}-{defense}"
 
 
 def dataset_key(spec: dict[str, Any]) -> str:
@@ -96,15 +104,20 @@ class Cell:
     evaluate: Stage
     stages: dict[str, Stage]
     grid: str = ""
+    #: the :func:`model_id` whose adversarial queries attack this cell's model (a transfer cell),
+    #: ``None`` for the white-box cells (the attack crafted on the model it attacks)
+    surrogate: str | None = None
 
     @property
     def coords(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "method": self.method, "backbone": self.backbone, "bits": self.bits,
-                "defense": self.defense, "attack": self.attack, "seed": self.seed}
+                "defense": self.defense, "attack": self.attack, "surrogate": self.surrogate, "seed": self.seed}
 
     @property
     def cell_id(self) -> str:
-        return f"{self.dataset}-{self.method}-{self.backbone}-{self.bits}-{self.defense}-{self.attack}-s{self.seed}"
+        source = f"-from-{self.surrogate}" if self.surrogate else ""
+        return (f"{self.dataset}-{self.method}-{self.backbone}-{self.bits}-{self.defense}-{self.attack}{source}"
+                f"-s{self.seed}")
 
     def resolved_params(self) -> dict[str, dict[str, Any] | None]:
         """The parameters its stages run with, per plugin kind, after every layer (profile, grid,
@@ -112,7 +125,7 @@ class Cell:
         ``split`` is the split stage's spec: the sizes and, when not the default, the target rule."""
         train = self.stages["train"].spec
         defend = self.stages.get("defend")
-        attack = self.stages.get("attack")
+        attack = self.stages.get("attack") or self.stages.get("craft")
         return {"dataset": self.stages["split"].spec["dataset"]["params"], "split": self.stages["split"].spec["split"],
                 "method": train["method"]["params"], "backbone": train["backbone"]["params"],
                 "defense": defend.spec["defense"]["params"] if defend is not None else None,
@@ -373,6 +386,7 @@ def _plan_grid(config: Config, grid_name: str, grid: Grid, profile: Profile, whe
     train_extra = {"amp": options.amp} if options.amp else {}
     attack_extra = {"amp": options.amp} if options.amp and options.amp_attacks else {}
     cells: list[Cell] = []
+    models: dict[tuple[str, int], list[_Model]] = {}  # (dataset, seed) → its models, for transfer cells
     for dname, mname, bname, bits, dfname, seed in itertools.product(
         grid.datasets, grid.methods, grid.backbones, grid.bits, grid.defenses, grid.seeds
     ):
@@ -428,6 +442,8 @@ def _plan_grid(config: Config, grid_name: str, grid: Grid, profile: Profile, whe
                                   {"codes": encode, "encode": encode, "split": split, "chance": chance}))
         cells.append(Cell(dname, mname, bname, bits, dfname, CLEAN, seed, clean_eval,
                           {**base_stages, "evaluate": clean_eval}, grid_name))
+        entry = _Model((mname, bname, bits, dfname), model, base_stages, evaluation)
+        models.setdefault((dname, seed), []).append(entry)
         for aname in grid.attacks:
             attack = _plugin_spec("attacks", aname, _resolved_values("attacks", aname, profile, grid, dname),
                                   _where(where, "attacks", aname, grid, dname))
@@ -445,4 +461,53 @@ def _plan_grid(config: Config, grid_name: str, grid: Grid, profile: Profile, whe
                                     {"codes": attack_stage, "encode": encode, "split": split, "chance": chance}))
             stages.update({"attack": attack_stage, "evaluate": evaluate})
             cells.append(Cell(dname, mname, bname, bits, dfname, aname, seed, evaluate, stages, grid_name))
+            entry.attacks[aname] = (attack_stage, evaluate.spec["attack"])
+    if grid.transfer:
+        cells += _transfer_cells(grid_name, models, intern)
+    return cells
+
+
+@dataclass
+class _Model:
+    """One model of a grid on a dataset and seed, as :func:`_transfer_cells` needs it."""
+
+    coords: tuple[str, str, int, str]  # method, backbone, bits, defense
+    model: Stage  # its train stage, or its defend stage
+    base_stages: dict[str, Stage]  # split, chance, (pretrain,) train, (defend,) encode
+    evaluation: dict[str, Any]  # the evaluate stage's spec without its attack
+    #: attack name → (its white-box attack stage, the evaluate spec's ``attack`` entry)
+    attacks: dict[str, tuple[Stage, dict[str, Any]]] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return model_id(*self.coords)
+
+
+def _transfer_cells(grid_name: str, models: dict[tuple[str, int], list[_Model]],
+                    intern: Callable[[Stage], Stage]) -> list[Cell]:
+    """Black-box transfer: every model of a dataset and seed is the surrogate of every other one.
+
+    Per surrogate and attack, one ``craft`` stage runs exactly the surrogate's white-box attack (its
+    attack stage's spec and inputs) and keeps the adversarial images; per victim, a ``transfer``
+    stage encodes them with the victim's model, and an evaluation scores those codes against the
+    victim's database codes.  The models of a dataset and seed share their split, so the queries
+    and their target labels are the same for both.
+    """
+    cells: list[Cell] = []
+    for (dname, seed), group in models.items():
+        for surrogate in group:
+            for aname, (attack_stage, attack_entry) in surrogate.attacks.items():
+                craft = intern(Stage("craft", attack_stage.spec, attack_stage.inputs))
+                for victim in group:
+                    if victim.model.key == surrogate.model.key:
+                        continue
+                    base = victim.base_stages
+                    transfer = intern(Stage("transfer", {"attack": attack_entry},
+                                            {"craft": craft, "model": victim.model, "split": base["split"]}))
+                    evaluate = intern(Stage("evaluate", {"attack": attack_entry, **victim.evaluation},
+                                            {"codes": transfer, "encode": base["encode"], "split": base["split"],
+                                             "chance": base["chance"]}))
+                    stages = {**base, "craft": craft, "transfer": transfer, "evaluate": evaluate}
+                    cells.append(Cell(dname, *victim.coords, aname, seed, evaluate, stages, grid_name,
+                                      surrogate=surrogate.name))
     return cells

@@ -24,9 +24,11 @@ if TYPE_CHECKING:
 
 RECORD_SCHEMA_VERSION = 1
 
-#: Columns of ``load(run)``, in order; curve columns hold lists.
+#: Columns of ``load(run)``, in order; curve columns hold lists.  ``surrogate`` is ``None`` for the
+#: white-box cells and names the model whose adversarial queries attacked this one in a transfer
+#: cell (:func:`hashbench.plan.model_id`); tables of a model's own robustness take the white-box rows.
 COLUMNS = [
-    "run", "dataset", "method", "backbone", "bits", "defense", "attack", "seed", "targeted",
+    "run", "dataset", "method", "backbone", "bits", "defense", "attack", "surrogate", "seed", "targeted",
     "map", "t_map", "map_topk", "num_queries", "num_database", "precision_radius", "radius",
     "chance_map", "chance_t_map", "distinct_codes", "bit_balance", "dead_bits",
     "linf_max", "l2_mean", "mse_mean", "epsilon", "bounded",
@@ -196,6 +198,8 @@ def _check_row(path: Path, record: dict[str, Any]) -> None:
     for key, kind in kinds.items():
         if not isinstance(row[key], kind) or isinstance(row[key], bool):
             raise UserError(f"{path}: not a complete record ({key} is {_excerpt(repr(row[key]))})")
+    if row["surrogate"] is not None and not isinstance(row["surrogate"], str):
+        raise UserError(f"{path}: not a complete record (surrogate is {_excerpt(repr(row['surrogate']))})")
 
 
 class _SchemaMismatch(UserError):
@@ -246,6 +250,7 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
     return {
         "run": record["run"],
         **{k: cell[k] for k in ("dataset", "method", "backbone", "bits", "defense", "attack", "seed")},
+        "surrogate": cell.get("surrogate"),  # absent from records written before transfer cells existed
         "targeted": record["targeted"],
         "map": metrics["map"],
         "t_map": metrics.get("t_map"),

@@ -482,7 +482,7 @@ class _RunState:
             "artifact_keys": {k: s.key for k, s in cell.stages.items()},
             "plugins": {part: cell.stages[kind].spec[part]["origin"]
                         for kind, part in (("train", "method"), ("train", "backbone"), ("defend", "defense"),
-                                           ("attack", "attack")) if kind in cell.stages},
+                                           ("attack", "attack"), ("craft", "attack")) if kind in cell.stages},
             "amp": cell.stages["train"].spec.get("amp"),
             "peak_memory_mb": {kind: mb for kind, mb in peaks.items() if mb is not None},
             "stages": per_stage,
@@ -502,9 +502,12 @@ class _RunState:
         if evaluation is None:
             raise ArtifactError(f"evaluation {cell.evaluate.key[:12]} is unreadable")
         split = cell.stages["split"]
-        attack_meta = metas.get("attack") or {}
+        attack_meta = metas.get("attack") or metas.get("transfer") or {}  # a transfer copies its craft's figures
         perturbation = None
-        if "attack" in cell.stages:
+        if "transfer" in cell.stages and attack_meta.get("perturbation") is not None:
+            perturbation = {**attack_meta["perturbation"], "epsilon": attack_meta.get("epsilon"),
+                            "bounded": attack_meta.get("bounded")}
+        elif "attack" in cell.stages:
             stats = attack_meta.get("perturbation")
             key = cell.stages["attack"].key
             if stats is None and self.store.exists("attack", key):  # stored before its meta held the summary
@@ -512,7 +515,7 @@ class _RunState:
             if stats is not None:
                 perturbation = {**stats, "epsilon": attack_meta.get("epsilon"), "bounded": attack_meta.get("bounded")}
         params = {"dataset": split.spec["dataset"]["params"], "split": split.spec["split"]}
-        for kind in ("train", "defend", "attack"):
+        for kind in ("train", "defend", "attack", "craft"):
             if kind in cell.stages:
                 spec = cell.stages[kind].spec
                 for part in ("method", "backbone", "defense", "attack"):
@@ -530,8 +533,10 @@ class _RunState:
             "params": params,
             "metrics": evaluation["metrics"],
             "perturbation": perturbation,
+            # a transfer cell's attack time is its surrogate's crafting (its transfer stage only encodes)
             "timing": {"train_wall_s": wall("train"), "defend_wall_s": wall("defend"),
-                       "attack_wall_s": wall("attack"), "evaluate_wall_s": wall("evaluate")},
+                       "attack_wall_s": wall("attack") if "attack" in cell.stages else wall("craft"),
+                       "evaluate_wall_s": wall("evaluate")},
             "provenance": self._provenance(cell, metas),
         }
 

@@ -358,7 +358,15 @@ def _check_batch(name: str, origin: list[str], bounded: bool, x: torch.Tensor, x
         raise PluginError(f"{who} exceeded its budget: L∞ {linf:.5f} > ε {epsilon:.5f}")
 
 
-def run_attack(ctx: StageContext, stage: Stage) -> Artifact:
+def _attack_queries(ctx: StageContext, stage: Stage, *, keep_images: bool) -> Artifact:
+    """Run the stage's attack on every query of its split: the loop of both ``attack`` and ``craft``.
+
+    Each batch is crafted on what the attacker sees (an oblivious attacker: the bare hash model)
+    and checked (:func:`_check_batch`).  The artifact holds the per-query perturbation norms, a few
+    example images and either the system's codes of the adversarial queries (``query_codes``,
+    an attack stage) or the adversarial images themselves, float32 (``images``, a craft stage,
+    which other models encode later).
+    """
     spec = stage.spec
     generator = _seeded(spec["seed"])
     name = spec["attack"]["name"]
@@ -371,9 +379,9 @@ def run_attack(ctx: StageContext, stage: Stage) -> Artifact:
     query_labels = _labels(dataset, split.query, ctx.device)
     targets = torch.as_tensor(split.target_labels, dtype=torch.float32, device=ctx.device)
     batch_size = attack.params.batch_size
-    codes, linf, l2, mse, examples = [], [], [], [], {}
+    outputs, linf, l2, mse, examples = [], [], [], [], {}
     start = time.perf_counter()
-    with ctx.reporter.task(f"attack {name}", len(split.query)) as advance:
+    with ctx.reporter.task(f"{stage.kind} {name}", len(split.query)) as advance:
         for lo in range(0, len(split.query), batch_size):
             sl = slice(lo, lo + batch_size)
             x = to_device(dataset.images(split.query[sl]), ctx.device)
@@ -384,8 +392,11 @@ def run_attack(ctx: StageContext, stage: Stage) -> Artifact:
                     x_adv = attack.perturb(attacked_model(model), x, query_labels[sl], target, actx)
             _check_batch(name, spec["attack"]["origin"], attack.bounded, x, x_adv, attack.params.epsilon)
             x_adv = x_adv.detach().clamp(0, 1)
-            with torch.no_grad():
-                codes.append(to_binary(model(x_adv)).cpu())
+            if keep_images:
+                outputs.append(x_adv.float().cpu())
+            else:
+                with torch.no_grad():
+                    outputs.append(to_binary(model(x_adv)).cpu())
             delta = (x_adv - x).flatten(1)
             linf.append(delta.abs().amax(1).cpu())
             l2.append(delta.norm(dim=1).cpu())
@@ -394,10 +405,49 @@ def run_attack(ctx: StageContext, stage: Stage) -> Artifact:
                 examples = {"examples_clean": (x[:EXAMPLES] * 255).round().to(torch.uint8).cpu(),
                             "examples_adv": (x_adv[:EXAMPLES] * 255).round().to(torch.uint8).cpu()}
             advance(x.shape[0])
-    tensors = {"query_codes": torch.cat(codes), "linf": torch.cat(linf), "l2": torch.cat(l2),
-               "mse": torch.cat(mse), **examples}
+    tensors = {"images" if keep_images else "query_codes": torch.cat(outputs), "linf": torch.cat(linf),
+               "l2": torch.cat(l2), "mse": torch.cat(mse), **examples}
     meta = {"wall_s": time.perf_counter() - start, "targeted": attack.targeted, "bounded": attack.bounded,
             "epsilon": attack.params.epsilon, "perturbation": perturbation_summary(tensors)}
+    return Artifact(tensors, meta)
+
+
+def run_attack(ctx: StageContext, stage: Stage) -> Artifact:
+    """White-box: the attack crafted on the model it attacks; the system's codes of its queries."""
+    return _attack_queries(ctx, stage, keep_images=False)
+
+
+def run_craft(ctx: StageContext, stage: Stage) -> Artifact:
+    """A surrogate's attack (the same spec and inputs as its attack stage), keeping the adversarial
+    images for the transfer stages of the other models."""
+    return _attack_queries(ctx, stage, keep_images=True)
+
+
+#: what a transfer stage copies from its craft stage into its attack-shaped artifact
+_CRAFT_COPIED = ("linf", "l2", "mse", "examples_clean", "examples_adv")
+
+
+def run_transfer(ctx: StageContext, stage: Stage) -> Artifact:
+    """Black-box transfer: the victim model (``load_model`` puts an inference-time defense's purifier
+    in front) encodes the images a surrogate's attack crafted.  The artifact has an attack stage's
+    form (``query_codes``, the craft's norms and examples), so :func:`run_evaluate` reads it unchanged."""
+    craft = ctx.artifact(stage.inputs["craft"])
+    _, split = _split_of(ctx, stage.inputs["split"])
+    images = craft.tensors["images"]
+    if images.shape[0] != len(split.query):  # the planner gives both models one split: this is a broken store
+        raise DataError(f"craft {stage.inputs['craft'].key[:12]} holds {images.shape[0]} images for a split of "
+                        f"{len(split.query)} queries")
+    model = load_model(ctx, stage.inputs["model"])
+    start = time.perf_counter()
+    codes = []
+    with ctx.reporter.task(f"transfer {stage.spec['attack']['name']}", len(images)) as advance, torch.no_grad():
+        for lo in range(0, len(images), ENCODE_BATCH):
+            batch = images[lo : lo + ENCODE_BATCH]
+            codes.append(to_binary(model(to_device(batch, ctx.device))).cpu())
+            advance(batch.shape[0])
+    tensors = {"query_codes": torch.cat(codes), **{k: craft.tensors[k] for k in _CRAFT_COPIED if k in craft.tensors}}
+    meta = {**{k: craft.meta[k] for k in ("targeted", "bounded", "epsilon", "perturbation")},
+            "craft_wall_s": craft.meta.get("wall_s"), "wall_s": time.perf_counter() - start}
     return Artifact(tensors, meta)
 
 
@@ -475,5 +525,6 @@ def _example_rankings(dataset: HashDataset, split: Split, query_codes: torch.Ten
 
 EXECUTORS: dict[str, Callable[[StageContext, Stage], Artifact]] = {
     "split": run_split, "chance": run_chance, "pretrain": run_pretrain, "train": run_train, "defend": run_defend,
-    "encode": run_encode, "prepare": run_prepare, "attack": run_attack, "evaluate": run_evaluate,
+    "encode": run_encode, "prepare": run_prepare, "attack": run_attack, "craft": run_craft,
+    "transfer": run_transfer, "evaluate": run_evaluate,
 }
