@@ -6,7 +6,7 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UserError
@@ -17,6 +17,7 @@ from .figures import curve_attacks
 from .layouts import Layout, all_layouts
 from .leaderboard import Board, leaderboards
 from .tables import GroupKey, Stats
+from .transfer import transfer_tables
 
 #: File written for each format.
 OUTPUTS = {"html": "index.html", "csv": "results.csv", "latex": "tables.tex", "markdown": "report.md",
@@ -34,6 +35,8 @@ class Report:
     boards: list[Board]
     #: Attacks of the curve figures and examples, per (dataset, method, backbone, bits) group.
     figure_attacks: dict[GroupKey, list[str]]
+    #: Black-box transfer tables (surrogate × victim), one per dataset and attack; empty without transfer cells.
+    transfer: list[Layout] = field(default_factory=list)
 
 
 def build_report(run: str | Path, results_dir: str | Path | None = None,
@@ -48,7 +51,7 @@ def build_report(run: str | Path, results_dir: str | Path | None = None,
                                                 bits=group[3]), figure_attacks)
               for group in stats.groups()}
     return Report(data, stats, papers, all_layouts(stats, papers, data.manifest.get("grid")),
-                  leaderboards(data.frame), chosen)
+                  leaderboards(data.frame), chosen, transfer_tables(data.transfer, stats, data.frame))
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -11,6 +11,7 @@ import pandas as pd
 
 from ..results import COLUMNS, flatten, read_manifest, read_records, run_dir
 from ..store import ArtifactStore
+from .tables import white_box
 
 #: Coordinates of a cell, in order (``seed`` last).
 CELL_KEYS = ("dataset", "method", "backbone", "bits", "defense", "attack", "seed")
@@ -36,10 +37,12 @@ class RunData:
     manifest: dict[str, Any]
     records: list[dict[str, Any]]  # evaluated cells only, in file order
     failures: list[Failure]
-    frame: pd.DataFrame  # one row per evaluated cell: ``results.COLUMNS``
+    frame: pd.DataFrame  # one row per evaluated white-box cell: ``results.COLUMNS``
     store: ArtifactStore | None  # the run's artifact store, where present
     #: one line per record file that could not be used and was left out
     skipped: list[str] = field(default_factory=list)
+    #: one row per evaluated transfer cell (a surrogate's queries against another model), same columns
+    transfer: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=COLUMNS))
 
     def record(self, cell_id: str) -> dict[str, Any] | None:
         return self._by_id.get(cell_id)
@@ -94,9 +97,11 @@ def load_run(run: str | Path, results_dir: str | Path | None = None,
     everything = read_records(run, results_dir, on_bad=bad)
     folder = run_dir(run, results_dir)
     records = [r for r in everything if not _is_failed(r)]
-    frame = pd.DataFrame([flatten(r) for r in records], columns=COLUMNS)
-    frame["bits"] = frame["bits"].astype("int64")
-    frame["seed"] = frame["seed"].astype("int64")
+    tidy = pd.DataFrame([flatten(r) for r in records], columns=COLUMNS)
+    tidy["bits"] = tidy["bits"].astype("int64")
+    tidy["seed"] = tidy["seed"].astype("int64")
+    frame = white_box(tidy)  # every table of a model's own robustness reads these
+    transfer = tidy[tidy["surrogate"].notna()]
     store_root = folder.parent / "store"
     return RunData(
         name=folder.name,
@@ -107,4 +112,5 @@ def load_run(run: str | Path, results_dir: str | Path | None = None,
         frame=frame,
         store=ArtifactStore(store_root) if store_root.is_dir() else None,
         skipped=skipped,
+        transfer=transfer,
     )

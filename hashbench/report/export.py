@@ -33,18 +33,23 @@ LATEX_WIDE = 8
 def to_csv(report: Report) -> str:
     """Tidy CSV, one row per cell and seed: the record's numbers at full precision (MAP as a
     fraction), ``status`` (``ok``/``failed``), ``error``, and the paper's MAP / t-MAP (percent)
-    where the paper reports the setting."""
+    where the paper reports the setting.  Transfer cells follow the white-box ones, with their
+    ``surrogate`` (the papers report none of them)."""
     frame = report.run.frame
+    if not report.run.transfer.empty:
+        frame = pd.concat([frame, report.run.transfer], ignore_index=True)
     columns = [c for c in frame.columns if c not in CURVE_COLUMNS]
     out = frame[columns].copy()
     out["status"] = "ok"
     out["error"] = ""
     for metric in ("map", "t_map"):
         refs = [report.papers.lookup(r.dataset, r.method, r.bits, r.defense, r.attack, metric)
+                if pd.isna(r.surrogate) else None
                 for r in out.itertuples(index=False)]
         out[f"paper_{metric}"] = [ref.value if ref else None for ref in refs]
         out[f"paper_{metric}_source"] = [ref.source if ref else "" for ref in refs]
-    failed = [{**{k: f.cell.get(k) for k in ("dataset", "method", "backbone", "bits", "defense", "attack", "seed")},
+    failed = [{**{k: f.cell.get(k) for k in ("dataset", "method", "backbone", "bits", "defense", "attack", "surrogate",
+                                             "seed")},
                "run": report.run.name, "cell_id": f.cell_id, "status": "failed", "error": f.error}
               for f in report.run.failures]
     if failed:
@@ -184,6 +189,8 @@ def to_latex(report: Report) -> str:
     for layout in report.layouts:
         title = layout.title + (f" (settings of {', '.join(layout.paper_tables)})" if layout.paper_tables else "")
         lines += _latex_table(title, layout.caption, _latex_tabular(layout), len(layout.columns) > LATEX_WIDE)
+    for layout in report.transfer:
+        lines += _latex_table(layout.title, layout.caption, _latex_tabular(layout), len(layout.columns) > LATEX_WIDE)
     for board in report.boards:
         caption = ("Models ranked by worst-case MAP (%) over the ε-bounded attacks evaluated on them, mean with "
                    "std over seeds (unbounded: the lowest MAP under an attack without an ε-ball); † evaluated "
@@ -271,6 +278,10 @@ def to_markdown(report: Report) -> str:
         lines += ["## Tables in the papers' layouts", ""]
     for layout in report.layouts:
         lines += _md_layout(layout)
+    if report.transfer:
+        lines += ["## Transfer (black-box): surrogate × victim", ""]
+    for layout in report.transfer:
+        lines += _md_layout(layout)
     if report.run.failures:
         lines += ["## Failed cells", ""]
         lines += [f"- `{md_escape(f.cell_id)}`: {md_escape(f.error)}" for f in report.run.failures]
@@ -337,6 +348,7 @@ def to_json(report: Report) -> str:
         "units": {"map": "percent", "perturbation": "pixel units of [0, 1] images", "time": "seconds"},
         "settings": settings, "leaderboards": boards,
         "layouts": [_json_layout(t, report) for t in report.layouts],
+        "transfer": [_json_layout(t, report) for t in report.transfer],
         "failures": [{"cell_id": f.cell_id, "cell": f.cell, "error": f.error} for f in report.run.failures],
         "manifest": report.run.manifest,
     }

@@ -447,6 +447,7 @@ def render(report: Report) -> str:
         "has_results": not run.frame.empty,
         "leaderboards": _leaderboard_view(report.boards),
         "layout_sections": sections,
+        "transfer": [_layout_view(t, report.papers) for t in report.transfer],
         "figures": _figures_view(report) if not run.frame.empty else {"scatter": None, "groups": []},
         "examples": _examples_view(found),
         "image_css": _image_css(pool),  # trusted: validated base64 data URIs

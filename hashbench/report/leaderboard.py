@@ -30,7 +30,7 @@ from .. import registries
 from ..chance import NEAR_CHANCE_POINTS, degenerate
 from ..errors import PluginError
 from .names import CLEAN, label, model_label, ordered, sort_key
-from .tables import mean_std
+from .tables import mean_std, white_box
 
 ENTRY_COLUMNS = ("method", "backbone", "bits", "defense")
 
@@ -153,8 +153,10 @@ def _unhealthy(clean: float | None, chance: float | None, health: dict) -> str |
 
 def leaderboards(frame: pd.DataFrame) -> list[Board]:
     """One :class:`Board` per dataset, entries ranked by robust MAP (then clean MAP), best first;
-    unhealthy entries (near chance, degenerate codes) after every healthy one."""
+    unhealthy entries (near chance, degenerate codes) after every healthy one.  Only white-box rows
+    count: a transfer row measures the surrogate's attack, not this model's worst case."""
     boards = []
+    frame = white_box(frame)
     if frame.empty:
         return boards
     for dataset in ordered("dataset", frame["dataset"]):

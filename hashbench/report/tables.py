@@ -88,6 +88,15 @@ def _lookup_stats(rows: pd.DataFrame) -> dict[str, Any]:
     return out
 
 
+def white_box(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``frame`` whose attack was crafted on the model it attacks (``surrogate`` empty):
+    a model's own robustness.  Transfer rows (:mod:`.transfer`) are left out; a frame without the
+    column (written before transfer cells existed) is white-box throughout."""
+    if "surrogate" not in frame:
+        return frame
+    return frame[frame["surrogate"].isna()]
+
+
 def mean_std(values: Iterable[Any]) -> tuple[float | None, float | None]:
     """Mean and sample std of the finite numbers among ``values`` (std ``None`` below two)."""
     numbers = pd.to_numeric(pd.Series(list(values), dtype=object), errors="coerce").dropna()
@@ -100,6 +109,7 @@ class Stats:
     """Per-setting statistics of a tidy frame (``results.load`` columns)."""
 
     def __init__(self, frame: pd.DataFrame) -> None:
+        frame = white_box(frame)
         self.frame = frame
         self._stats: dict[SettingKey, Stat] = {}
         if frame.empty:
