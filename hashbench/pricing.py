@@ -176,7 +176,7 @@ def rate_caption(rate: Rate, amp: str | None, amp_attacks: bool) -> str:
 
     peaks = f"fp32 {tf('fp32')}"
     if amp:
-        kinds = "train, defend, prepare, attack" if amp_attacks else "train, defend"
+        kinds = "train, defend, prepare, attack, craft" if amp_attacks else "train, defend"
         peaks += f"; {amp} {tf(amp)} for the stages --amp autocasts ({kinds})"
     return (f"estimates for {rate.label} ({rate.name}); basis: rated = FLOPs / (peak TFLOPS [{peaks}] "
             f"× achieved fraction {rate.achieved_fraction:g}): peak figures, which networks reach only a "
