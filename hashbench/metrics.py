@@ -41,6 +41,7 @@ thread, so results do not depend on the block size.
 
 from __future__ import annotations
 
+import math
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Sequence, TypeVar
 
@@ -52,7 +53,7 @@ try:
 except ImportError:  # pragma: no cover - depends on the installation
     _kernel = None
 
-__all__ = ["map_at_k", "t_map", "precision_at_n", "recall_at_n", "precision_at_radius", "pr_curve",
+__all__ = ["map_at_k", "t_map", "precision_at_n", "recall_at_n", "precision_at_radius", "pr_curve", "retrieval_metrics",
            "ranking_backend", "DEFAULT_MAX_ELEMENTS", "DEFAULT_RADIUS"]
 
 #: Default bound on the (query, database item) pairs held in memory at once.
@@ -472,3 +473,31 @@ def pr_curve(
     has = n_defined > 0
     precision[has] = prec.sum(axis=0)[has] / n_defined[has]
     return levels, precision
+
+
+def _finite_or_none(values: Any) -> list[float | None]:
+    return [float(v) if math.isfinite(float(v)) else None for v in values]
+
+
+def retrieval_metrics(query_codes: Any, db_codes: Any, query_labels: Any, db_labels: Any, *, topk: int | None,
+                      pn: Sequence[int], radius: int = DEFAULT_RADIUS, target_labels: Any = None) -> dict[str, Any]:
+    """Every ranking metric an evaluation records, JSON-ready (undefined values as ``None``).
+
+    ``map`` (MAP@``topk``), ``t_map`` (the same against ``target_labels``; ``None`` without them),
+    ``pr_curve``, ``p_at_n`` and ``r_at_n`` at the depths ``pn`` that the database holds (its size
+    when none does), and ``precision_radius`` within Hamming ``radius``.
+    """
+    n_db = len(db_codes)
+    ns = [n for n in pn if n <= n_db] or [n_db]
+    recall, precision = pr_curve(query_codes, db_codes, query_labels, db_labels)
+    return {
+        "map": map_at_k(query_codes, db_codes, query_labels, db_labels, topk=topk),
+        "t_map": None if target_labels is None else map_at_k(query_codes, db_codes, target_labels, db_labels, topk=topk),
+        "pr_curve": {"recall": _finite_or_none(recall), "precision": _finite_or_none(precision)},
+        "p_at_n": {"n": ns, "precision": _finite_or_none(precision_at_n(query_codes, db_codes, query_labels, db_labels, ns))},
+        # hash lookup (items within a Hamming radius) and recall at the P@N depths; a query with no
+        # item within the radius, or no relevant item at all, scores 0
+        "precision_radius": {"radius": radius,
+                             "precision": precision_at_radius(query_codes, db_codes, query_labels, db_labels, radius)},
+        "r_at_n": {"n": ns, "recall": _finite_or_none(recall_at_n(query_codes, db_codes, query_labels, db_labels, ns))},
+    }

@@ -20,7 +20,7 @@ from .data.base import HashDataset
 from .data.splits import Split, make_split, own_split
 from .defense import DefenseContext
 from .errors import DataError, PluginError
-from .metrics import DEFAULT_RADIUS, map_at_k, pr_curve, precision_at_n, precision_at_radius, recall_at_n
+from .metrics import DEFAULT_RADIUS, retrieval_metrics
 from .models.hash_model import HashModel
 from .models.purifier import PurifiedModel, attacked_model
 from .plan import Stage, dataset_key
@@ -458,10 +458,6 @@ def perturbation_summary(tensors: dict[str, torch.Tensor]) -> dict[str, float]:
             "mse_mean": float(tensors["mse"].mean())}
 
 
-def _finite_or_none(values) -> list[float | None]:
-    return [float(v) if math.isfinite(float(v)) else None for v in values]
-
-
 def run_evaluate(ctx: StageContext, stage: Stage) -> Artifact:
     spec = stage.spec
     dataset, split = _split_of(ctx, stage.inputs["split"])
@@ -473,29 +469,21 @@ def run_evaluate(ctx: StageContext, stage: Stage) -> Artifact:
     else:
         query_codes = ctx.artifact(stage.inputs["codes"]).tensors["query_codes"]
     query_labels, db_labels = dataset.labels[split.query], dataset.labels[split.database]
-    topk = spec["map_topk"]
     start = time.perf_counter()
+    # clean: the t-MAP a targeted attack starts from
+    targets = split.target_labels if spec["attack"] is None or spec["attack"]["targeted"] else None
+    ranking = retrieval_metrics(query_codes, db_codes, query_labels, db_labels, topk=spec["map_topk"], pn=spec["pn"],
+                                radius=spec.get("radius", DEFAULT_RADIUS), target_labels=targets)
     metrics: dict[str, Any] = {
-        "map": map_at_k(query_codes, db_codes, query_labels, db_labels, topk=topk),
-        "t_map": None,
-        "map_topk": topk,
+        "map": ranking.pop("map"),
+        "t_map": ranking.pop("t_map"),
+        "map_topk": spec["map_topk"],
         "num_queries": len(split.query),
         "num_database": len(split.database),
         "chance": ctx.artifact(stage.inputs["chance"]).meta["chance"] if "chance" in stage.inputs else None,
         "code_health": encode.meta.get("code_health") or code_health(db_codes),  # older encode artifacts lack it
+        **ranking,
     }
-    if spec["attack"] is None or spec["attack"]["targeted"]:  # clean: the t-MAP a targeted attack starts from
-        metrics["t_map"] = map_at_k(query_codes, db_codes, split.target_labels, db_labels, topk=topk)
-    recall, precision = pr_curve(query_codes, db_codes, query_labels, db_labels)
-    metrics["pr_curve"] = {"recall": _finite_or_none(recall), "precision": _finite_or_none(precision)}
-    ns = [n for n in spec["pn"] if n <= len(split.database)] or [len(split.database)]
-    metrics["p_at_n"] = {"n": ns, "precision": _finite_or_none(precision_at_n(query_codes, db_codes, query_labels, db_labels, ns))}
-    # hash lookup (items within a Hamming radius) and recall at the P@N depths; a query with no
-    # item within the radius, or no relevant item at all, scores 0 (hashbench.metrics)
-    radius = spec.get("radius", DEFAULT_RADIUS)
-    metrics["precision_radius"] = {
-        "radius": radius, "precision": precision_at_radius(query_codes, db_codes, query_labels, db_labels, radius)}
-    metrics["r_at_n"] = {"n": ns, "recall": _finite_or_none(recall_at_n(query_codes, db_codes, query_labels, db_labels, ns))}
     metrics["examples"], thumbnails = _example_rankings(dataset, split, query_codes, db_codes)
     return Artifact({"examples_top": thumbnails}, {"metrics": metrics, "wall_s": time.perf_counter() - start})
 

@@ -380,3 +380,22 @@ def test_the_kernel_rejects_inconsistent_buffers(ranking):
         kernel.relevant_ranks(words, db, words, db, 2, 1, 5, ranks, counts)
     with pytest.raises(TypeError):
         kernel.relevant_ranks(words, db, words, db, 1, 1, 5, ranks.view(np.uint8)[:0].tobytes(), counts)
+
+
+def test_retrieval_metrics_gathers_each_metric_and_keeps_the_depths_the_database_holds():
+    rng = np.random.default_rng(3)
+    q = np.where(rng.random((6, 12)) < 0.5, 1, -1)
+    db = np.where(rng.random((30, 12)) < 0.5, 1, -1)
+    ql, dl = (rng.random((6, 4)) < 0.4).astype(float), (rng.random((30, 4)) < 0.4).astype(float)
+    targets = (rng.random((6, 4)) < 0.4).astype(float)
+    out = metrics.retrieval_metrics(q, db, ql, dl, topk=10, pn=(5, 20, 50), radius=3, target_labels=targets)
+    assert out["map"] == map_at_k(q, db, ql, dl, topk=10)
+    assert out["t_map"] == map_at_k(q, db, targets, dl, topk=10)
+    assert out["p_at_n"]["n"] == [5, 20] == out["r_at_n"]["n"]  # 50 is deeper than the database
+    assert out["p_at_n"]["precision"] == pytest.approx(list(precision_at_n(q, db, ql, dl, [5, 20])))
+    assert out["precision_radius"] == {"radius": 3, "precision": metrics.precision_at_radius(q, db, ql, dl, 3)}
+    recall, precision = pr_curve(q, db, ql, dl)
+    assert out["pr_curve"]["recall"] == pytest.approx(list(recall))
+    assert all(v is None for v, p in zip(out["pr_curve"]["precision"], precision) if np.isnan(p))
+    assert metrics.retrieval_metrics(q, db, ql, dl, topk=None, pn=(100,))["t_map"] is None
+    assert metrics.retrieval_metrics(q, db, ql, dl, topk=None, pn=(100,))["p_at_n"]["n"] == [30]
