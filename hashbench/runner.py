@@ -21,7 +21,6 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -38,7 +37,7 @@ from .plan import Cell, Plan, Stage
 from .progress import Reporter
 from .results import RECORD_SCHEMA_VERSION, check_run_name, writable_results_dir
 from .stages import perturbation_summary
-from .store import ArtifactStore, StoreWriteError, write_failure
+from .store import ArtifactStore, StoreWriteError, write_json_atomic
 
 EXECUTOR_KINDS = ("local", "ray")
 #: how often a stage that was missing or whose worker died is retried before it fails
@@ -59,25 +58,6 @@ def git_commit() -> str | None:
 
 def now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def write_json_atomic(path: Path, value: Any) -> None:
-    """Write ``value`` to ``path`` via a temporary file and a rename; :class:`StoreWriteError` if the disk refuses."""
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-        with os.fdopen(fd, "w") as f:
-            # one write: json.dump would write each token separately
-            f.write(json.dumps(value, indent=2, sort_keys=True, allow_nan=False))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise write_failure(str(path), exc) from exc
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 @dataclass

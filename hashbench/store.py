@@ -302,3 +302,22 @@ class ArtifactStore:
         except CorruptArtifact:
             pass  # unreadable or absent manifest: nothing there to protect
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def write_json_atomic(path: Path, value: Any) -> None:
+    """Write ``value`` to ``path`` via a temporary file and a rename; :class:`StoreWriteError` if the disk refuses."""
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+        with os.fdopen(fd, "w") as f:
+            # one write: json.dump would write each token separately
+            f.write(json.dumps(value, indent=2, sort_keys=True, allow_nan=False))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise write_failure(str(path), exc) from exc
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
