@@ -14,7 +14,7 @@ from pydantic import Field
 from torch import nn
 
 from attacks.mainstay import mainstay_loss
-from hashbench.attack import Attack, AttackContext, AttackParams
+from hashbench.attack import Attack, AttackContext, AttackParams, PrepareSizes
 from hashbench.codes import center_codes, to_binary
 from hashbench.params import MAX_ITERATIONS
 from hashbench.pgd import PGDConfig, pgd
@@ -74,11 +74,22 @@ class TransferAttack(Attack):
         """The :class:`~hashbench.pgd.PGDConfig` transfer options of this optimiser (none: BIM)."""
         return {}
 
+    def pgd_config(self) -> PGDConfig:
+        """The shared engine's settings: the budget, the step and this optimiser's options."""
+        p = self.params
+        return PGDConfig(p.epsilon, p.step_size, p.iterations, p.random_start, p.alpha_schedule,
+                         **self.optimizer_options())
+
     def perturb(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None, ctx: AttackContext
     ) -> torch.Tensor:
         p = self.params
         codes = guide_codes(p.guide, model, x, y, ctx)
-        config = PGDConfig(p.epsilon, p.step_size, p.iterations, p.random_start, p.alpha_schedule,
-                           **self.optimizer_options())
-        return pgd(model, x, codes, config, loss_fn=mainstay_loss(p.margin, targeted=False), generator=ctx.generator)
+        return pgd(model, x, codes, self.pgd_config(), loss_fn=mainstay_loss(p.margin, targeted=False),
+                   generator=ctx.generator)
+
+    def perturb_flops(self, sizes: PrepareSizes) -> int | None:
+        """Every iteration takes :attr:`~hashbench.pgd.PGDConfig.passes_per_step` gradients (SI's
+        copies, VMI's neighbours), each a forward and a backward; plus two forwards."""
+        config = self.pgd_config()
+        return (3 * config.iterations * config.passes_per_step + 2) * sizes.model_forward_flops

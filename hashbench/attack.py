@@ -26,7 +26,8 @@ class AttackParams(Params):
 
 @dataclass(frozen=True)
 class PrepareSizes:
-    """What ``hashbench plan`` knows when it prices :meth:`Attack.prepare`, before any data is read.
+    """What ``hashbench plan`` knows when it prices :meth:`Attack.prepare` and :meth:`Attack.perturb`,
+    before any data is read.
 
     ``classes`` is ``None`` when neither the opened dataset nor its declaration says;
     ``model_forward_flops`` is one image's forward pass through the attacked hash model.
@@ -93,6 +94,15 @@ class Attack(Plugin):
         network's forward pass).  ``None``, the default, means unknown: the plan says so until
         the stage has run once on the device and its recorded time takes over."""
         return None
+
+    def perturb_flops(self, sizes: PrepareSizes) -> int | None:
+        """FLOPs :meth:`perturb` and the harness spend per query, for the first-run estimate of
+        ``hashbench plan``.  The default suits an iterative attack: ``iterations`` forward +
+        backward passes through the attacked model (a backward counts as two forwards), plus two
+        forwards (the query's own code, and the harness encoding the adversarial query); an
+        attack without ``iterations`` counts one of them.  Override it when each step does more
+        (several gradients, another network)."""
+        return (3 * getattr(self.params, "iterations", 1) + 2) * sizes.model_forward_flops
 
     @classmethod
     def has_prepare(cls) -> bool:

@@ -12,18 +12,24 @@ the number of image passes the stage makes:
 | defend | epochs · |train| · (6 + 3 · iterations): clean and adversarial forward/backward, PGD steps |
 | prepare | the attack's own count (:meth:`~hashbench.attack.Attack.prepare_flops`; unknown if it gives none) |
 | encode | |database| + |train| + |query| |
-| attack, craft | |query| · (3 · iterations + 2) (a craft is its surrogate's attack) |
+| attack, craft | |query| · the attack's own count per query (:meth:`~hashbench.attack.Attack.perturb_flops`; by default 3 · iterations + 2 passes) (a craft is its surrogate's attack) |
 | transfer | |query| (the victim encodes the crafted queries) |
 | evaluate | Hamming ranking: 2 · |query| · |database| · bits (no images) |
+
+The attacked model's forward pass includes an inference-time defense's purifier (ComDefend) when
+the model stage is one (counted in every pass, also for an attack oblivious to it).
 
 Seconds: for each stage kind and plugin, earlier runs on the same device give seconds per
 FLOP (``timings.jsonl``).  Without history (the first run), a stage takes its FLOPs divided by
 the rate its own network reaches on this device (:func:`network_rate`: the hash model timed at
 the stage's batch size, training steps for the stages that back-propagate, forward passes for
-encode; see :mod:`hashbench.throughput`), plus a per-stage overhead measured on the results'
-disk (writing and reading an artifact).  Stages without images (split, chance, evaluate) use the
-matrix-multiply rate.  It is an estimate, not a bound: on this project's 2-core CPU it came
-within a few percent of the measured ``demo`` and ``smoke`` runs (README, "Estimating cost").
+encode; see :mod:`hashbench.throughput`), plus reading its images, plus a per-stage overhead
+measured on the results' disk (writing and reading an artifact).  An evaluate stage is its
+metrics timed on random codes of the split's sizes (:func:`~hashbench.throughput.evaluate_seconds`)
+plus writing the cell's record; split and chance use the matrix-multiply rate.  The run's first
+training stage also pays torch's one-off optimiser import (:func:`~hashbench.throughput.first_optimiser_s`).
+It is an estimate, not a bound: README, "Estimating cost", gives it beside the measured ``demo``
+and ``smoke`` runs on this project's 2-core CPU.
 
 Disk: :func:`stage_bytes` sizes each stage's artifact (model checkpoints from the parameter count).
 """
@@ -45,11 +51,15 @@ from .attack import PrepareSizes
 from .data.base import HashDataset
 from .codes import ENCODE_BATCH
 from .store import ArtifactStore, canonical_json
-from .throughput import load_seconds, measure_rate, probe_batch, stage_overhead_s
+from .defense import InferenceDefense
+from .throughput import (evaluate_seconds, first_optimiser_s, load_seconds, measure_rate, probe_batch, record_write_s,
+                         stage_overhead_s)
 
 if TYPE_CHECKING:
     from .plan import Plan, Stage
 
+#: stage kinds that build an optimiser (the first of them in a run pays :func:`first_optimiser_s`)
+TRAINING_KINDS = ("pretrain", "train", "defend", "prepare")
 GPU_KINDS = ("pretrain", "train", "defend", "prepare", "attack", "craft", "transfer", "encode")
 
 
@@ -157,6 +167,37 @@ def forward_flops(backbone: dict[str, Any], image_size: int, bits: int) -> int:
     return _forward_flops(canonical_json(spec), image_size, bits)
 
 
+@functools.lru_cache(maxsize=64)
+def _purifier_flops(defense_json: str, image_size: int) -> int:
+    defense = json.loads(defense_json)
+    plugin = registries.defenses.create(defense["name"], defense["params"])
+    return module_flops(plugin.build_purifier, (1, 3, image_size, image_size))
+
+
+def purifier_flops(defense: dict[str, Any], image_size: int) -> int:
+    """FLOPs of one image's pass through an inference-time defense's purifier; 0 for a defense
+    that trains the model instead."""
+    if not issubclass(registries.defenses.get(defense["name"]), InferenceDefense):
+        return 0
+    return _purifier_flops(canonical_json({"name": defense["name"], "params": defense["params"]}), image_size)
+
+
+def _defend_stage(stage: Stage) -> Stage | None:
+    """The defend stage whose model ``stage`` uses, if any (the clean model has none)."""
+    s: Stage | None = stage
+    while s is not None and s.kind not in ("defend", "train"):
+        s = s.inputs.get("model") or s.inputs.get("encode")
+    return s if s is not None and s.kind == "defend" else None
+
+
+def model_forward_flops(stage: Stage, sizes: Sizes, train: Stage) -> int:
+    """One image's forward pass through the model ``stage`` encodes or attacks: the hash model of
+    ``train``, behind the purifier of an inference-time defense."""
+    f = forward_flops(train.spec["backbone"], sizes.image_size, train.spec["bits"])
+    defend = _defend_stage(stage) if stage.kind != "defend" else None
+    return f + (purifier_flops(defend.spec["defense"], sizes.image_size) if defend is not None else 0)
+
+
 #: output width of the network whose rate is timed: the head is a small share of the FLOPs, so one
 #: width serves every code length and class count (one timing per backbone, side, batch and mode)
 RATE_OUTPUTS = 32
@@ -236,6 +277,11 @@ def first_run_seconds(stage: Stage, sizes: Sizes | None, device: str, results_ro
     flops = stage_flops(stage, sizes)
     if flops is None:
         return None
+    if stage.kind == "evaluate" and sizes is not None:
+        pn = tuple(stage.spec.get("pn") or ())
+        return (evaluate_seconds(sizes.query, sizes.database, _train_stage(stage).spec["bits"], sizes.classes or 1,
+                                 stage.spec.get("map_topk"), pn, int(stage.spec.get("radius", 2)))
+                + record_write_s(results_root) + stage_overhead_s(results_root))
     work = stage_work(stage, sizes)
     if work is None:
         rate = matmul_flops_per_s(device)
@@ -280,18 +326,21 @@ def stage_flops(stage: Stage, sizes: Sizes | None) -> int | None:
     bits = train.spec["bits"]
     if stage.kind == "evaluate":
         return 2 * sizes.query * sizes.database * bits
-    f = forward_flops(train.spec["backbone"], sizes.image_size, bits)
+    f = model_forward_flops(stage, sizes, train)
     spec = stage.spec
     if stage.kind == "train":
         passes = 3 * _param(spec, "method", "epochs", 1) * sizes.train
     elif stage.kind == "defend":
         passes = _param(spec, "defense", "epochs", 1) * sizes.train * (6 + 3 * _param(spec, "defense", "iterations", 0))
     elif stage.kind == "prepare":
-        return _prepare_flops(spec["attack"], PrepareSizes(sizes.train, sizes.image_size, bits, sizes.classes, f))
+        return _attack_flops(spec["attack"], "prepare_flops",
+                             PrepareSizes(sizes.train, sizes.image_size, bits, sizes.classes, f))
     elif stage.kind == "encode":
         passes = sizes.database + sizes.train + sizes.query
     elif stage.kind in ("attack", "craft"):
-        passes = sizes.query * (3 * _param(spec, "attack", "iterations", 1) + 2)
+        per_query = _attack_flops(spec["attack"], "perturb_flops",
+                                  PrepareSizes(sizes.train, sizes.image_size, bits, sizes.classes, f))
+        return None if per_query is None else sizes.query * per_query
     elif stage.kind == "transfer":
         passes = sizes.query
     else:
@@ -299,10 +348,11 @@ def stage_flops(stage: Stage, sizes: Sizes | None) -> int | None:
     return f * passes
 
 
-def _prepare_flops(attack: dict[str, Any], sizes: PrepareSizes) -> int | None:
-    """The attack plugin's own count; ``None`` if it gives none or fails (an estimate never fails a plan)."""
+def _attack_flops(attack: dict[str, Any], method: str, sizes: PrepareSizes) -> int | None:
+    """The attack plugin's own count (``prepare_flops`` or ``perturb_flops``); ``None`` if it gives
+    none or fails (an estimate never fails a plan)."""
     try:
-        flops = registries.attacks.create(attack["name"], attack["params"]).prepare_flops(sizes)
+        flops = getattr(registries.attacks.create(attack["name"], attack["params"]), method)(sizes)
     except Exception:
         return None
     return int(flops) if flops is not None else None
@@ -424,6 +474,7 @@ def estimate_plan(plan: Plan, store: ArtifactStore, device: torch.device, histor
             per_flop.setdefault(key, []).append(float(r["wall_s"]) / float(r["flops"]))
     by_kind_per_flop = {k: [v for (kind, _), vs in per_flop.items() if kind == k for v in vs] for k in STAGE_KINDS}
 
+    startup = first_optimiser_s()  # before any rate is measured: measure_rate builds an optimiser too
     out = []
     for kind, of_kind, todo in stages_by_kind(plan, store):
         total_flops: int | None = 0
@@ -442,6 +493,8 @@ def estimate_plan(plan: Plan, store: ArtifactStore, device: torch.device, histor
                 split = split_stage(stage)
                 dataset = plan.datasets.get(dataset_key(split.spec["dataset"])) if "dataset" in split.spec else None
                 estimate = first_run_seconds(stage, plan.sizes.get(split.key), str(device), results_root, dataset)
+                if estimate is not None and startup and kind in TRAINING_KINDS:  # the run's first training stage
+                    estimate, startup = estimate + startup, 0.0
                 basis = "flops"
             else:
                 estimate, basis = None, None

@@ -130,6 +130,12 @@ class PGDConfig:
         return (self.momentum_decay > 0 or self.nesterov or self.scales > 1 or self.variance_samples > 0
                 or self.diversity_prob > 0)
 
+    @property
+    def passes_per_step(self) -> int:
+        """Forward + backward passes through the model per iteration: SI's scaled copies, for the
+        gradient at the point and for each of VMI's neighbours (1 with the defaults)."""
+        return self.scales * (1 + self.variance_samples)
+
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``loss(outputs, code) -> scalar`` to minimise; outputs are ``f(x', alpha)``."""

@@ -15,7 +15,11 @@ with the rate of the stage's own network, measured here in a fraction of a secon
 - :func:`stage_overhead_s`: what a stage costs besides its network: writing its artifact
   (safetensors, metadata, manifest, fsyncs) and its timing line, and reading its inputs back,
   measured with a real :class:`~hashbench.store.ArtifactStore` in a temporary folder next to
-  the results.
+  the results; :func:`record_write_s`: writing one cell's record there;
+- :func:`evaluate_seconds`: an evaluate stage's ranking metrics
+  (:func:`hashbench.metrics.retrieval_metrics`) on random codes of the split's sizes;
+- :func:`first_optimiser_s`: the one-off cost of a process's first optimiser (torch imports its
+  compiler stack then), which a run pays in its first training stage.
 
 On a CPU, large networks are timed at a smaller batch (:data:`PROBE_FLOPS` per step at most) so
 that ``plan`` stays quick; their rate hardly depends on the batch once it is a few images.
@@ -28,13 +32,14 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
 from .data.base import HashDataset
-from .store import Artifact, ArtifactStore
+from .metrics import retrieval_metrics
+from .store import Artifact, ArtifactStore, write_json_atomic
 
 #: the most FLOPs one timed step may take on a CPU (about half a second on two cores)
 PROBE_FLOPS = 5e10
@@ -137,9 +142,69 @@ def stage_overhead_s(results_root: str | None = None) -> float:
     """Seconds a stage spends besides its network: twice a small artifact's save-and-load round trip
     (the artifact, then the timing line and the record, each written and synced), measured on the
     disk of ``results_root`` (the median of three)."""
+    with _temporary_folder(results_root) as tmp:
+        seconds = [_time_store_round_trip(Path(tmp) / str(i)) for i in range(3)]
+    return 2 * statistics.median(seconds)
+
+
+def _temporary_folder(results_root: str | None) -> tempfile.TemporaryDirectory:
+    """A temporary folder on the results' disk (the system's when that folder does not exist yet)."""
     parent = Path(results_root) if results_root else None
     if parent is not None and not parent.is_dir():
         parent = None
-    with tempfile.TemporaryDirectory(prefix=".hashbench-probe-", dir=parent) as tmp:
-        seconds = [_time_store_round_trip(Path(tmp) / str(i)) for i in range(3)]
-    return 2 * statistics.median(seconds)
+    return tempfile.TemporaryDirectory(prefix=".hashbench-probe-", dir=parent)
+
+
+#: a record-sized JSON value (a cell's record is about 12 kB: metrics, curves, parameters, provenance)
+_RECORD_PROBE = {"curve": [i / 7 for i in range(400)], "params": {f"p{i}": {"value": i, "default": [i, i]} for i in range(80)}}
+
+
+@functools.lru_cache(maxsize=8)
+def record_write_s(results_root: str | None = None) -> float:
+    """Seconds the runner takes to write one cell's record (JSON, synced, renamed) on the disk of
+    ``results_root``: the median of three."""
+    with _temporary_folder(results_root) as tmp:
+        seconds = []
+        for i in range(3):
+            start = time.perf_counter()
+            write_json_atomic(Path(tmp) / f"{i}.json", _RECORD_PROBE)
+            seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds)
+
+
+#: queries an :func:`evaluate_seconds` probe ranks at most (the time scales with the queries)
+EVALUATE_PROBE_QUERIES = 64
+
+
+@functools.lru_cache(maxsize=64)
+def evaluate_seconds(queries: int, database: int, bits: int, classes: int, topk: int | None, pn: Sequence[int],
+                     radius: int) -> float:
+    """Seconds of an evaluate stage's metrics (MAP, t-MAP, PR curve, P@N, R@N, precision within
+    ``radius``) for a split of these sizes: :func:`~hashbench.metrics.retrieval_metrics` on random
+    codes and labels, timed after one untimed call, at most :data:`EVALUATE_PROBE_QUERIES`
+    queries and scaled to ``queries``.  ``pn`` must be a tuple (the result is cached)."""
+    if queries == 0 or database == 0:
+        return 0.0
+    probe = min(queries, EVALUATE_PROBE_QUERIES)
+    generator = torch.Generator().manual_seed(0)
+    query_codes = torch.randint(0, 2, (probe, bits), generator=generator, dtype=torch.int8) * 2 - 1
+    db_codes = torch.randint(0, 2, (database, bits), generator=generator, dtype=torch.int8) * 2 - 1
+    labels = torch.rand(probe + database, max(1, classes), generator=generator) < 2 / max(2, classes)
+    query_labels, db_labels = labels[:probe].float(), labels[probe:].float()
+    seconds = []
+    for _ in range(2):
+        start = time.perf_counter()
+        retrieval_metrics(query_codes, db_codes, query_labels, db_labels, topk=topk, pn=pn, radius=radius,
+                          target_labels=query_labels)
+        seconds.append(time.perf_counter() - start)
+    return seconds[-1] * queries / probe
+
+
+@functools.lru_cache(maxsize=1)
+def first_optimiser_s() -> float:
+    """Seconds this process's first optimiser took to build: torch imports its compiler stack
+    then (about 0.8 s on this project's 2-core CPU), which every run pays once, in its first
+    training stage.  Call it before anything else builds an optimiser; afterwards it reads about 0."""
+    start = time.perf_counter()
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.0)
+    return time.perf_counter() - start

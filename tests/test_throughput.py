@@ -77,3 +77,83 @@ def test_first_run_estimate_is_flops_over_the_network_rate_plus_reads_and_overhe
     encode = [s for s in plan.stages() if s.kind == "encode"]
     assert rows["encode"].estimated_s == pytest.approx(
         sum(stage_flops(s, sizes) / 5e9 + 0.5 + 0.001 * images_read(s, sizes)[0] for s in encode))
+
+
+def test_transfer_optimisers_price_every_gradient_of_a_step():
+    from hashbench import registries
+    from hashbench.attack import PrepareSizes
+
+    sizes = PrepareSizes(train=120, image_size=32, bits=16, classes=6, model_forward_flops=1000)
+    bim = registries.attacks.create("bim", {"iterations": 10})
+    si = registries.attacks.create("si-ni-fgsm", {"iterations": 10, "scales": 3})
+    vmi = registries.attacks.create("vmi-fgsm", {"iterations": 10, "samples": 2})
+    assert bim.perturb_flops(sizes) == (3 * 10 + 2) * 1000
+    assert si.perturb_flops(sizes) == (3 * 10 * 3 + 2) * 1000  # three scaled copies per gradient
+    assert vmi.perturb_flops(sizes) == (3 * 10 * 3 + 2) * 1000  # the point and two neighbours
+    center = registries.attacks.create("center", {"iterations": 7})
+    assert center.perturb_flops(sizes) == (3 * 7 + 2) * 1000  # the default of an iterative attack
+
+
+def test_attack_stage_flops_are_the_plugins_count_per_query(config):
+    plan = small_plan(config, ["attacks=[si-ni-fgsm]", "defenses=[none,comdefend]"])
+    sizes = Sizes(train=120, query=40, database=200, image_size=32, classes=6)
+    by_defense = {c.defense: c for c in plan.cells if c.attack == "si-ni-fgsm"}
+    plain, purified = by_defense["none"].stages, by_defense["comdefend"].stages
+    f = cost.forward_flops(plain["train"].spec["backbone"], 32, plain["train"].spec["bits"])
+    p = plain["attack"].spec["attack"]["params"]
+    passes = 3 * p["iterations"] * p["scales"] + 2
+    assert stage_flops(plain["attack"], sizes) == 40 * passes * f
+    # behind ComDefend, every pass also runs the purifier
+    purifier = cost.purifier_flops(purified["defend"].spec["defense"], 32)
+    assert purifier > 0 and cost.purifier_flops({"name": "cgat", "params": {}}, 32) == 0
+    assert stage_flops(purified["attack"], sizes) == 40 * passes * (f + purifier)
+    assert stage_flops(purified["encode"], sizes) == 360 * (f + purifier)
+
+
+def test_evaluate_first_run_is_its_metrics_probe_plus_the_record_and_the_overhead(config, monkeypatch):
+    calls = []
+
+    def probe(queries, database, bits, classes, topk, pn, radius):
+        calls.append((queries, database, bits, classes, topk, pn, radius))
+        return 0.25
+
+    monkeypatch.setattr(cost, "evaluate_seconds", probe)
+    monkeypatch.setattr(cost, "record_write_s", lambda root: 0.125)
+    monkeypatch.setattr(cost, "stage_overhead_s", lambda root: 0.5)
+    plan = small_plan(config)
+    evaluate = next(s for s in plan.stages() if s.kind == "evaluate")
+    sizes = Sizes(train=120, query=40, database=200, image_size=32, classes=6)
+    assert cost.first_run_seconds(evaluate, sizes, "cpu", None) == pytest.approx(0.875)
+    assert calls == [(40, 200, evaluate.inputs["encode"].inputs["model"].spec["bits"], 6, evaluate.spec["map_topk"],
+                      tuple(evaluate.spec["pn"]), evaluate.spec["radius"])]
+
+
+def test_evaluate_probe_scales_with_the_queries(monkeypatch):
+    ticks = iter(range(100))
+    monkeypatch.setattr(throughput.time, "perf_counter", lambda: float(next(ticks)))
+    throughput.evaluate_seconds.cache_clear()
+    # every timed call reads one tick: 1 s for the probe's 64 queries, scaled to 640
+    assert throughput.evaluate_seconds(640, 50, 16, 4, 10, (5, 10), 2) == pytest.approx(10.0)
+    throughput.evaluate_seconds.cache_clear()
+    assert throughput.evaluate_seconds(0, 50, 16, 4, 10, (5,), 2) == 0.0
+
+
+def test_record_write_probe_leaves_nothing_in_the_results_folder(tmp_path):
+    throughput.record_write_s.cache_clear()
+    assert 0 < throughput.record_write_s(str(tmp_path)) < 5
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_first_training_stage_pays_the_optimiser_import_once(config, tmp_path, monkeypatch):
+    monkeypatch.setattr(cost, "network_rate", lambda backbone, side, batch, mode, device: 1e9)
+    monkeypatch.setattr(cost, "stage_overhead_s", lambda root: 0.0)
+    monkeypatch.setattr(cost, "_load_seconds", lambda dataset, augment: 0.0)
+    store = ArtifactStore(tmp_path)
+    plan = small_plan(config)
+    monkeypatch.setattr(cost, "first_optimiser_s", lambda: 0.0)
+    without = {r.stage: r.estimated_s for r in estimate_plan(plan, store, torch.device("cpu"), [])}
+    monkeypatch.setattr(cost, "first_optimiser_s", lambda: 7.0)
+    with_startup = {r.stage: r.estimated_s for r in estimate_plan(plan, store, torch.device("cpu"), [])}
+    first = next(k for k in cost.TRAINING_KINDS if k in without)
+    assert with_startup[first] == pytest.approx(without[first] + 7.0)
+    assert all(with_startup[k] == pytest.approx(v) for k, v in without.items() if k != first)
