@@ -17,9 +17,10 @@ NO_DEFENSE = "none"
 #: Canonical order of each coordinate: the order of the papers' tables.
 ORDER: dict[str, tuple[str, ...]] = {
     "dataset": ("flickr25k", "nuswide21", "mscoco"),
-    "method": ("dph", "dpsh", "hashnet", "dsdh", "dch", "csq", "dsdh-c"),
+    "method": ("dph", "dpsh", "hashnet", "dsdh", "dch", "csq", "dsdh-c", "greedyhash", "csq-c", "dpn", "hswd", "ortho"),
     "defense": (NO_DEFENSE, "atrdh", "cgat", "saat", "comdefend"),
-    "attack": (CLEAN, "p2p", "dhta", "prosgan", "tha", "hag", "sdha", "center", "mainstay", "mainstay-t"),
+    "attack": (CLEAN, "p2p", "dhta", "prosgan", "tha", "hag", "sdha", "center", "mainstay", "mainstay-t", "sdha-t",
+               "bim", "mi-fgsm", "di-fgsm", "ni-fgsm", "si-ni-fgsm", "vmi-fgsm"),
     "backbone": ("alexnet", "vgg11", "smallcnn"),
 }
 
@@ -27,10 +28,13 @@ ORDER: dict[str, tuple[str, ...]] = {
 LABELS: dict[str, dict[str, str]] = {
     "dataset": {"flickr25k": "FLICKR-25K", "nuswide21": "NUS-WIDE", "mscoco": "MS-COCO"},
     "method": {"dph": "DPH", "dpsh": "DPSH", "hashnet": "HashNet", "dsdh": "DSDH", "dch": "DCH", "csq": "CSQ",
-               "dsdh-c": "DSDH-C"},
+               "dsdh-c": "DSDH-C", "greedyhash": "GreedyHash", "csq-c": "CSQ-C", "dpn": "DPN", "hswd": "HSWD",
+               "ortho": "Ortho"},
     "defense": {NO_DEFENSE: "undefended", "atrdh": "ATRDH", "cgat": "CgAT", "saat": "SAAT", "comdefend": "ComDefend"},
     "attack": {CLEAN: "Clean", "p2p": "P2P", "dhta": "DHTA", "prosgan": "ProS-GAN", "tha": "THA", "hag": "HAG",
-               "sdha": "SDHA", "center": "Center", "mainstay": "Mainstay", "mainstay-t": "Mainstay-T"},
+               "sdha": "SDHA", "center": "Center", "mainstay": "Mainstay", "mainstay-t": "Mainstay-T",
+               "sdha-t": "SDHA-T", "bim": "BIM", "mi-fgsm": "MI-FGSM", "di-fgsm": "DI-FGSM", "ni-fgsm": "NI-FGSM",
+               "si-ni-fgsm": "SI-NI-FGSM", "vmi-fgsm": "VMI-FGSM"},
     "backbone": {"alexnet": "AlexNet", "vgg11": "VGG11", "smallcnn": "SmallCNN"},
 }
 
