@@ -14,12 +14,13 @@ ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.
 def test_ray_gives_the_records_of_the_local_executor(config, tmp_path):
     plan = small_plan(config)
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # Ray's workers run one thread per task (OMP_NUM_THREADS=1)
+    torch.set_num_threads(1)  # both executors on one thread: float reductions then agree bit for bit
     try:
         LocalRunner(tmp_path / "local", "cpu").run(plan, "smoke")
     finally:
         torch.set_num_threads(threads)
-    summary = Runner(tmp_path / "ray", "cpu", executor="ray").run(plan, "smoke")
+    # pinned: Ray gives its workers one thread only when OMP_NUM_THREADS is not set already
+    summary = Runner(tmp_path / "ray", "cpu", executor="ray", threads=1).run(plan, "smoke")
     assert not ray.is_initialized()  # the instance the runner started is shut down
     assert summary.executed == SMALL_STAGES and not summary.failed
     assert metrics("smoke", tmp_path / "ray") == metrics("smoke", tmp_path / "local")
