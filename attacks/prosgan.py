@@ -410,12 +410,12 @@ class ProSGAN(Attack):
             self._cache = (key, prototype.to(device).eval(), generator.to(device).eval())
         return self._cache[1], self._cache[2]
 
-    @torch.no_grad()
     def perturb_flops(self, sizes: PrepareSizes) -> int | None:
         """One generator pass per query, and the harness encoding its output."""
         p = self.params
         return _generator_flops(sizes.image_size, p.width, p.residual_blocks) + sizes.model_forward_flops
 
+    @torch.no_grad()
     def perturb(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None, ctx: AttackContext
     ) -> torch.Tensor:
