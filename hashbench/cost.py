@@ -52,6 +52,7 @@ from .data.base import HashDataset
 from .codes import ENCODE_BATCH
 from .store import ArtifactStore, canonical_json
 from .defense import InferenceDefense
+from .metrics import DEFAULT_RADIUS
 from .throughput import (evaluate_seconds, first_optimiser_s, load_seconds, measure_rate, probe_batch, record_write_s,
                          stage_overhead_s)
 
@@ -280,7 +281,7 @@ def first_run_seconds(stage: Stage, sizes: Sizes | None, device: str, results_ro
     if stage.kind == "evaluate" and sizes is not None:
         pn = tuple(stage.spec.get("pn") or ())
         return (evaluate_seconds(sizes.query, sizes.database, _train_stage(stage).spec["bits"], sizes.classes or 1,
-                                 stage.spec.get("map_topk"), pn, int(stage.spec.get("radius", 2)))
+                                 stage.spec.get("map_topk"), pn, int(stage.spec.get("radius", DEFAULT_RADIUS)))
                 + record_write_s(results_root) + stage_overhead_s(results_root))
     work = stage_work(stage, sizes)
     if work is None:

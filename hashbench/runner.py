@@ -483,17 +483,12 @@ class _RunState:
             raise ArtifactError(f"evaluation {cell.evaluate.key[:12]} is unreadable")
         split = cell.stages["split"]
         attack_meta = metas.get("attack") or metas.get("transfer") or {}  # a transfer copies its craft's figures
-        perturbation = None
-        if "transfer" in cell.stages and attack_meta.get("perturbation") is not None:
-            perturbation = {**attack_meta["perturbation"], "epsilon": attack_meta.get("epsilon"),
-                            "bounded": attack_meta.get("bounded")}
-        elif "attack" in cell.stages:
-            stats = attack_meta.get("perturbation")
-            key = cell.stages["attack"].key
-            if stats is None and self.store.exists("attack", key):  # stored before its meta held the summary
-                stats = perturbation_summary(self.store.load("attack", key).tensors)
-            if stats is not None:
-                perturbation = {**stats, "epsilon": attack_meta.get("epsilon"), "bounded": attack_meta.get("bounded")}
+        stats = attack_meta.get("perturbation")
+        attack = cell.stages.get("attack")
+        if stats is None and attack is not None and self.store.exists("attack", attack.key):
+            stats = perturbation_summary(self.store.load("attack", attack.key).tensors)  # stored before its meta held it
+        perturbation = None if stats is None else {**stats, "epsilon": attack_meta.get("epsilon"),
+                                                   "bounded": attack_meta.get("bounded")}
         params = {"dataset": split.spec["dataset"]["params"], "split": split.spec["split"]}
         for kind in ("train", "defend", "attack", "craft"):
             if kind in cell.stages:

@@ -279,16 +279,22 @@ def run_defend(ctx: StageContext, stage: Stage) -> Artifact:
 
 
 @torch.no_grad()
+def _encode(model: HashModel, count: int, images: Callable[[slice], torch.Tensor], device: torch.device,
+            advance: Callable[[int], None]) -> torch.Tensor:
+    """int8 ±1 codes of ``count`` images that ``images(slice)`` gives :data:`ENCODE_BATCH` at a time (eval mode)."""
+    model.eval()
+    codes = []
+    for start in range(0, count, ENCODE_BATCH):
+        batch = images(slice(start, start + ENCODE_BATCH))
+        codes.append(to_binary(model(to_device(batch, device))).cpu())
+        advance(batch.shape[0])
+    return torch.cat(codes) if codes else torch.zeros(0, model.bits, dtype=torch.int8)
+
+
 def encode_images(model: HashModel, dataset: HashDataset, indices: np.ndarray, device: torch.device,
                   advance: Callable[[int], None] = lambda n: None) -> torch.Tensor:
     """int8 ±1 codes of dataset items (eval mode, no augmentation)."""
-    model.eval()
-    codes = []
-    for start in range(0, len(indices), ENCODE_BATCH):
-        batch = indices[start : start + ENCODE_BATCH]
-        codes.append(to_binary(model(to_device(dataset.images(batch), device))).cpu())
-        advance(len(batch))
-    return torch.cat(codes) if codes else torch.zeros(0, model.bits, dtype=torch.int8)
+    return _encode(model, len(indices), lambda part: dataset.images(indices[part]), device, advance)
 
 
 def run_encode(ctx: StageContext, stage: Stage) -> Artifact:
@@ -439,13 +445,9 @@ def run_transfer(ctx: StageContext, stage: Stage) -> Artifact:
                         f"{len(split.query)} queries")
     model = load_model(ctx, stage.inputs["model"])
     start = time.perf_counter()
-    codes = []
-    with ctx.reporter.task(f"transfer {stage.spec['attack']['name']}", len(images)) as advance, torch.no_grad():
-        for lo in range(0, len(images), ENCODE_BATCH):
-            batch = images[lo : lo + ENCODE_BATCH]
-            codes.append(to_binary(model(to_device(batch, ctx.device))).cpu())
-            advance(batch.shape[0])
-    tensors = {"query_codes": torch.cat(codes), **{k: craft.tensors[k] for k in _CRAFT_COPIED if k in craft.tensors}}
+    with ctx.reporter.task(f"transfer {stage.spec['attack']['name']}", len(images)) as advance:
+        codes = _encode(model, len(images), images.__getitem__, ctx.device, advance)
+    tensors = {"query_codes": codes, **{k: craft.tensors[k] for k in _CRAFT_COPIED if k in craft.tensors}}
     meta = {**{k: craft.meta[k] for k in ("targeted", "bounded", "epsilon", "perturbation")},
             "craft_wall_s": craft.meta.get("wall_s"), "wall_s": time.perf_counter() - start}
     return Artifact(tensors, meta)
