@@ -15,6 +15,7 @@ system releases a killed process's locks, so a crash never leaves a stage blocke
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -304,20 +305,35 @@ class ArtifactStore:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def write_json_atomic(path: Path, value: Any) -> None:
-    """Write ``value`` to ``path`` via a temporary file and a rename; :class:`StoreWriteError` if the disk refuses."""
-    tmp = None
+def write_text_atomic(path: Path, text: str, *, mode: int | None = None) -> None:
+    """Write ``text`` (UTF-8, newlines untouched) to ``path`` so that a reader sees the old file or
+    the new one, never a part: a temporary sibling ``.<name>-<8 random characters>``, flushed and
+    fsynced, then renamed over ``path``; the temporary file never outlives a failure.
+
+    ``mode`` sets the file's permissions (the temporary file is created ``0600``).  Raises the
+    :class:`OSError` as it is; callers say what failed in their own words.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-        with os.fdopen(fd, "w") as f:
-            # one write: json.dump would write each token separately
-            f.write(json.dumps(value, indent=2, sort_keys=True, allow_nan=False))
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)  # one write: callers pass the whole text, never a stream of pieces
             f.flush()
             os.fsync(f.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_json_atomic(path: Path, value: Any) -> None:
+    """Write ``value`` to ``path`` via :func:`write_text_atomic` (its folder made first);
+    :class:`StoreWriteError` if the disk refuses."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # json.dumps, not json.dump: one write, where json.dump would write each token separately
+        write_text_atomic(path, json.dumps(value, indent=2, sort_keys=True, allow_nan=False))
     except OSError as exc:
         raise write_failure(str(path), exc) from exc
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
