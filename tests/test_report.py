@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from hashbench.errors import UserError
-from hashbench.report import build, build_report, render_html, write_report
+from hashbench import store
+from hashbench.report import build_report, render_html, write_report
 from hashbench.report import paper as paper_module
 from hashbench.report.data import load_run
 from hashbench.report.figures import curve_attacks, curves_figure, defense_colors
@@ -495,7 +496,7 @@ def test_failed_write_keeps_the_old_file_and_no_temp_file(
     def broken_replace(src: str, dst: str) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(build.os, "replace", broken_replace)
+    monkeypatch.setattr(store.os, "replace", broken_replace)
     with pytest.raises(UserError, match=re.escape(str(out))):
         write_report(RUN, results_dir=tmp_path, out_dir=out)
     assert [p.name for p in out.iterdir()] == ["index.html"]

@@ -4,12 +4,14 @@ provenance) and LaTeX, Markdown, JSON and CSV exports.
 Modules, one job each: :mod:`.data` reads a run, :mod:`.tables` aggregates seeds,
 :mod:`.paper` holds the papers' numbers, :mod:`.layouts` lays out the papers' tables,
 :mod:`.leaderboard` ranks models, :mod:`.figures` draws SVG figures, :mod:`.examples` collects
-example queries, :mod:`.html` and :mod:`.export` render, :mod:`.build` assembles and writes.
+example queries, :mod:`.model` assembles the format-neutral :class:`Report`, :mod:`.html` and
+:mod:`.export` render it, :mod:`.write` writes the rendered formats to files.
 """
 
 from __future__ import annotations
 
-from .build import OUTPUTS, Report, build_report, write_report
 from .html import render_html
+from .model import Report, build_report
+from .write import OUTPUTS, write_report
 
 __all__ = ["OUTPUTS", "Report", "build_report", "render_html", "write_report"]

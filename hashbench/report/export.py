@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from .build import Report
+from .model import Report
 from .layouts import MISSING, Cell, Layout, fmt
 from .leaderboard import Board
 from .names import label, model_label

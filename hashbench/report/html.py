@@ -23,7 +23,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup
 
 from ..plan import STAGE_KINDS
-from .build import Report, build_report
+from .model import Report, build_report
 from .data import Failure, RunData
 from .examples import Example, ExampleQuery, ImagePool, examples
 from .figures import curves_figure, defense_colors, scatter_figure
