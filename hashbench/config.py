@@ -13,7 +13,6 @@ and plugin parameters (:func:`apply_overrides`).
 
 from __future__ import annotations
 
-import difflib
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -22,7 +21,7 @@ from pydantic import (BaseModel, ConfigDict, Discriminator, Field, StrictBool, T
                       field_validator)
 
 from .errors import ConfigError
-from .registry import name_problem, unknown_name_message
+from .registry import did_you_mean, name_problem, unknown_name_message
 from .safe_yaml import excerpt, load_config_file, load_yaml_text, shorten
 
 #: the longest code a grid may ask for (the ranking kernel takes more; no method is meant for more)
@@ -394,19 +393,20 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
-def _hint(name: str, choices: list[str] | tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.6)
-    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    return f"{hint} Choices: {', '.join(choices)}."
+#: did-you-mean here (``--set`` keys, plugin kinds, parameters, axis members) has always asked for
+#: closer matches than the registries' :data:`~hashbench.registry.CLOSE_CUTOFF`, and an empty
+#: list of choices stays empty
+_CUTOFF = 0.6
 
 
 def _did_you_mean(what: str, name: str, choices: list[str] | tuple[str, ...], of: str = "") -> str:
-    return f"unknown {what} '{shorten(name)}'{of}.{_hint(name, choices)}"
+    return unknown_name_message(what, name, choices, of=of, cutoff=_CUTOFF, none="")
 
 
 def not_on_axis(kind: str, name: str, axis: list[str] | tuple[str, ...]) -> str:
     """"'<name>' is not on the grid's <kind> axis. Did you mean …? Choices: …" (``kind`` plural)."""
-    return f"'{shorten(name)}' is not on the grid's {kind} axis.{_hint(name, axis)}"
+    hint = did_you_mean(name, axis, cutoff=_CUTOFF, none="")
+    return f"'{shorten(name)}' is not on the grid's {kind} axis.{hint}"
 
 
 def apply_overrides(config: Config, members: list[tuple[str, Grid]], overrides: list[str]) -> list[tuple[str, Grid]]:

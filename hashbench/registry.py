@@ -33,11 +33,24 @@ def name_problem(name: object) -> str | None:
             "letters, digits, '.', '_', '+' or '-', starting with a letter or digit")
 
 
-def unknown_name_message(kind: str, name: str, choices: list[str]) -> str:
-    """"unknown <kind> '<name>'. Did you mean …? Choices: …" for any named thing."""
-    close = difflib.get_close_matches(name, choices, n=3, cutoff=0.5)
+#: How close a name must be to a choice to be suggested (:func:`difflib.get_close_matches`' cutoff).
+CLOSE_CUTOFF = 0.5
+
+
+def did_you_mean(name: str, choices: list[str] | tuple[str, ...], *, cutoff: float = CLOSE_CUTOFF,
+                 none: str = "(none registered)") -> str:
+    """" Did you mean '<close>' or …? Choices: a, b." (no question without a close choice; ``none``
+    stands for an empty list of choices): the project's one did-you-mean."""
+    close = difflib.get_close_matches(name, list(choices), n=3, cutoff=cutoff)
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    return f"unknown {kind} '{shorten(name)}'.{hint} Choices: {', '.join(choices) or '(none registered)'}."
+    return f"{hint} Choices: {', '.join(choices) or none}."
+
+
+def unknown_name_message(kind: str, name: str, choices: list[str] | tuple[str, ...], *, of: str = "",
+                         cutoff: float = CLOSE_CUTOFF, none: str = "(none registered)") -> str:
+    """"unknown <kind> '<name>'<of>. Did you mean …? Choices: …" for any named thing; ``of`` says
+    whose (" of attack 'center'"), ``cutoff`` and ``none`` are :func:`did_you_mean`'s."""
+    return f"unknown {kind} '{shorten(name)}'{of}.{did_you_mean(name, choices, cutoff=cutoff, none=none)}"
 
 
 @dataclass(frozen=True)
