@@ -15,10 +15,12 @@ from rich.table import Table
 
 from .devices import DEVICES
 from .errors import ArtifactError, HashbenchError, UserError
+from .registry import PLUGIN_KINDS
 from .terminal import markup, plain
 
 RESULTS_ENV = "HASHBENCH_RESULTS"
-KINDS = ("methods", "backbones", "datasets", "attacks", "defenses", "grids", "profiles")
+#: what ``hashbench list`` lists, in its order: the plugin kinds, then the grids and profiles of registry.yaml
+KINDS = (*PLUGIN_KINDS, "grids", "profiles")
 
 
 def _user_errors(fn: Callable) -> Callable:

@@ -21,7 +21,7 @@ from pydantic import (BaseModel, ConfigDict, Discriminator, Field, StrictBool, T
                       field_validator)
 
 from .errors import ConfigError
-from .registry import did_you_mean, name_problem, unknown_name_message
+from .registry import PLUGIN_KINDS, did_you_mean, name_problem, unknown_name_message
 from .safe_yaml import excerpt, load_config_file, load_yaml_text, shorten
 
 #: the longest code a grid may ask for (the ranking kernel takes more; no method is meant for more)
@@ -38,19 +38,22 @@ MAX_SCALE = 1_000_000.0
 MAX_KEY_CHARS = 200
 
 REGISTRY_ENV = "HASHBENCH_REGISTRY"
-PLUGIN_KINDS = ("datasets", "methods", "backbones", "defenses", "attacks")
+#: the axes of a cross-product grid, in the order users see them
+GRID_AXES: tuple[str, ...] = ("datasets", "methods", "backbones", "bits", "defenses", "attacks", "seeds")
+#: the axes that name plugins (the plugin kinds, in axis order): the kinds a grid's ``params`` may set
+PLUGIN_AXES: tuple[str, ...] = tuple(axis for axis in GRID_AXES if axis in PLUGIN_KINDS)
 
 
 def _check_kinds(table: dict[str, Any]) -> dict[str, Any]:
     """Keys of a per-plugin-kind table must be plugin kinds."""
     for kind in table:
-        if kind not in PLUGIN_KINDS:
-            raise ValueError(f"unknown plugin kind '{kind}' (allowed: {', '.join(PLUGIN_KINDS)})")
+        if kind not in PLUGIN_AXES:
+            raise ValueError(f"unknown plugin kind '{kind}' (allowed: {', '.join(PLUGIN_AXES)})")
     return table
 
 
 #: the plugin kinds a grid's ``params_by_dataset`` may set (a dataset's own parameters are ``params.datasets``)
-PER_DATASET_KINDS = tuple(k for k in PLUGIN_KINDS if k != "datasets")
+PER_DATASET_KINDS = tuple(k for k in PLUGIN_AXES if k != "datasets")
 
 
 def _check_per_dataset(table: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -350,7 +353,6 @@ def _describe(err: dict[str, Any]) -> str:
 
 #: the keys of a cross-product grid, in the order users see them
 GRID_KEYS: tuple[str, ...] = tuple(Grid.model_fields)
-GRID_AXES: tuple[str, ...] = ("datasets", "methods", "backbones", "bits", "defenses", "attacks", "seeds")
 _GRID_ADAPTER: TypeAdapter = TypeAdapter(GridEntry)
 
 
@@ -452,7 +454,7 @@ def _narrowed_params(grid: Grid, axis: str, values: list[Any]) -> dict[str, Any]
     """The grid's ``params`` and ``params_by_dataset`` without the plugins (or datasets) that an
     axis override took off ``axis``: ``--set defenses=[none]`` on a grid that tunes ``cgat`` runs
     without cgat, not into an error about its parameters."""
-    if axis not in ("datasets", "methods", "backbones", "defenses", "attacks"):
+    if axis not in PLUGIN_AXES:
         return {}
     keep = set(map(str, values))
     params = {kind: ({n: v for n, v in table.items() if n in keep} if kind == axis else table)
@@ -485,7 +487,7 @@ def _override_param(config: Config, members: list[tuple[str, Grid]], path: list[
         raise ConfigError(f"--set {key}: expected " + (_PER_DATASET_EXAMPLE if dataset is not None else
                           "params.<kind>.<name>.<param>=VALUE (e.g. params.attacks.center.iterations=5)"))
     kind, name = path[0], path[1]
-    kinds = PLUGIN_KINDS if dataset is None else PER_DATASET_KINDS
+    kinds = PLUGIN_AXES if dataset is None else PER_DATASET_KINDS
     if dataset is not None and kind == "datasets":
         raise ConfigError(f"--set {key}: a dataset's own parameters are set with params.datasets.{dataset}.<param>")
     if kind not in kinds:

@@ -7,7 +7,7 @@ from .data.base import HashDataset
 from .defense import Defense
 from .methods.base import HashMethod
 from .models.backbones import Backbone
-from .registry import Registry
+from .registry import PLUGIN_KINDS, Registry
 
 methods: Registry[HashMethod] = Registry("method", "hashbench.methods", HashMethod)
 backbones: Registry[Backbone] = Registry("backbone", "hashbench.backbones", Backbone)
@@ -15,11 +15,7 @@ datasets: Registry[HashDataset] = Registry("dataset", "hashbench.datasets", Hash
 attacks: Registry[Attack] = Registry("attack", "hashbench.attacks", Attack)
 defenses: Registry[Defense] = Registry("defense", "hashbench.defenses", Defense)
 
-#: grid key → registry
-BY_KIND: dict[str, Registry] = {
-    "methods": methods,
-    "backbones": backbones,
-    "datasets": datasets,
-    "attacks": attacks,
-    "defenses": defenses,
-}
+_BY_GRID_KEY: dict[str, Registry] = {f"{r.kind}s": r for r in (methods, backbones, datasets, attacks, defenses)}
+
+#: grid key → registry, in :data:`~hashbench.registry.PLUGIN_KINDS` order
+BY_KIND: dict[str, Registry] = {kind: _BY_GRID_KEY[kind] for kind in PLUGIN_KINDS}

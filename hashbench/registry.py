@@ -20,6 +20,12 @@ from .safe_yaml import excerpt, shorten
 
 T = TypeVar("T")
 
+#: The plugin kinds, by their grid keys, in the order ``hashbench list`` shows them; each has one
+#: :class:`Registry` in :mod:`hashbench.registries` (``BY_KIND``).  Defined here, with no plugin
+#: base class imported, so that the command line and ``registry.yaml`` validation can name the
+#: kinds without importing torch.
+PLUGIN_KINDS: tuple[str, ...] = ("methods", "backbones", "datasets", "attacks", "defenses")
+
 #: Plugin, dataset and grid names end up in file names (cell ids, record files, run folders),
 #: so they are restricted to characters that cannot leave a folder or break a shell.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
