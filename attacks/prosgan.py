@@ -18,11 +18,10 @@ from hashbench.cost import class_flops
 from hashbench.errors import PluginError
 from hashbench.pgd import project
 from hashbench.progress import Reporter
-from hashbench.prototype import PrototypeNet as SharedPrototypeNet
-from hashbench.prototype import prototype_training_flops, sample_targets, target_candidates
+from hashbench.prototype import PrototypeNet, prototype_training_flops, sample_targets, target_candidates
 from hashbench.training import run_epochs
 
-#: Width of PrototypeNet's semantic feature r (label → hidden → r), as in the paper.
+#: Width of ProsganPrototypeNet's semantic feature r (label → hidden → r), as in the paper.
 SEMANTIC_DIM = 512
 #: Channels of the label encoder's first feature map (halved by each of its four upsamplings).
 LABEL_CHANNELS = 128
@@ -36,8 +35,9 @@ DISCRIMINATOR_DEPTH = 5
 
 # --- networks ---------------------------------------------------------------------------
 
-class PrototypeNet(nn.Module):
-    """Label ``t`` → semantic feature ``r`` → (prototype code ``h = tanh(W r)``, label guess ``σ(V r)``).
+class ProsganPrototypeNet(nn.Module):
+    """ProS-GAN's PrototypeNet: label ``t`` → semantic feature ``r`` → (prototype code ``h = tanh(W r)``,
+    label guess ``σ(V r)``).
 
     The label → r → h part is the shared :class:`hashbench.prototype.PrototypeNet` (THA's net,
     with r of 512 dimensions); ProS-GAN adds the classifier head and hands r to the generator.
@@ -45,7 +45,7 @@ class PrototypeNet(nn.Module):
 
     def __init__(self, num_classes: int, bits: int, hidden: int = 4096) -> None:
         super().__init__()
-        self.codes = SharedPrototypeNet(num_classes, bits, (hidden, SEMANTIC_DIM))
+        self.codes = PrototypeNet(num_classes, bits, (hidden, SEMANTIC_DIM))
         self.classifier = nn.Linear(SEMANTIC_DIM, num_classes)
 
     def forward(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -255,13 +255,13 @@ class ProSGAN(Attack):
     # -- helpers --------------------------------------------------------------------------
 
     def _build(self, num_classes: int, bits: int, image_size: int, seed: int = 0) -> tuple[nn.Module, ...]:
-        """(PrototypeNet, generator, discriminator), initialised from a CPU stream seeded with ``seed``
+        """(ProsganPrototypeNet, generator, discriminator), initialised from a CPU stream seeded with ``seed``
         (the global generator is left untouched)."""
         check_image_size(image_size)
         p = self.params
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return (PrototypeNet(num_classes, bits, p.prototype_hidden),
+            return (ProsganPrototypeNet(num_classes, bits, p.prototype_hidden),
                     AdvGenerator(image_size, p.width, p.residual_blocks),
                     PatchDiscriminator(image_size, num_classes, p.width))
 
@@ -279,7 +279,7 @@ class ProSGAN(Attack):
         if sizes.classes is None:
             return None
         p, side, classes = self.params, sizes.image_size, sizes.classes
-        prototype = prototype_training_flops(PrototypeNet, (classes, sizes.bits, p.prototype_hidden),
+        prototype = prototype_training_flops(ProsganPrototypeNet, (classes, sizes.bits, p.prototype_hidden),
                                              classes=classes, bits=sizes.bits, batch=p.prototype_batch_size,
                                              steps=p.prototype_epochs * p.prototype_steps, train=sizes.train)
         g, d = _generator_flops(side, p.width, p.residual_blocks), _discriminator_flops(side, classes, p.width)
@@ -312,7 +312,7 @@ class ProSGAN(Attack):
             state[f"history.{name}"] = torch.tensor([epoch[name] for epoch in gan_history])
         return {k: v.detach().cpu().contiguous() for k, v in state.items()}
 
-    def _train_prototype(self, net: PrototypeNet, targets: torch.Tensor, ctx: AttackContext,
+    def _train_prototype(self, net: ProsganPrototypeNet, targets: torch.Tensor, ctx: AttackContext,
                          reporter: Reporter) -> list[float]:
         """Adam on label batches drawn uniformly from ``targets``; returns the mean loss per epoch."""
         p = self.params
@@ -340,7 +340,7 @@ class ProSGAN(Attack):
                 history.append(running / p.prototype_steps)
         return history
 
-    def _train_gan(self, model: nn.Module, prototype: PrototypeNet, generator: AdvGenerator,
+    def _train_gan(self, model: nn.Module, prototype: ProsganPrototypeNet, generator: AdvGenerator,
                    discriminator: PatchDiscriminator, targets: torch.Tensor, ctx: AttackContext,
                    reporter: Reporter) -> list[dict[str, float]]:
         """Alternating D / G Adam steps over the training images; returns the per-epoch mean losses."""
@@ -396,7 +396,8 @@ class ProSGAN(Attack):
 
     # -- attack -----------------------------------------------------------------------------
 
-    def _networks(self, ctx: AttackContext, image_size: int, device: torch.device) -> tuple[PrototypeNet, AdvGenerator]:
+    def _networks(self, ctx: AttackContext, image_size: int,
+                  device: torch.device) -> tuple[ProsganPrototypeNet, AdvGenerator]:
         key = (id(ctx.state), image_size, str(device))
         if self._cache is None or self._cache[0] != key:
             prototype, generator, _ = self._build(ctx.db_labels.shape[1], ctx.db_codes.shape[1], image_size)

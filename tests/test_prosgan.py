@@ -10,8 +10,8 @@ import yaml
 from attacks.prosgan import (
     AdvGenerator,
     PatchDiscriminator,
-    PrototypeNet,
     ProSGAN,
+    ProsganPrototypeNet,
     check_image_size,
     gan_lr_factor,
     prototype_loss,
@@ -59,7 +59,7 @@ def test_invalid_parameters_are_rejected(values, key):
 
 def test_modules_at_32():
     torch.manual_seed(0)
-    net, gen, disc = PrototypeNet(6, 16, hidden=32), AdvGenerator(32, width=8), PatchDiscriminator(32, 6, width=8)
+    net, gen, disc = ProsganPrototypeNet(6, 16, hidden=32), AdvGenerator(32, width=8), PatchDiscriminator(32, 6, width=8)
     labels = torch.tensor([[1.0, 0, 1, 0, 0, 0], [0, 1, 0, 0, 0, 0]])
     r, h, label_pred = net(labels)
     assert r.shape == (2, 512) and h.shape == (2, 16) and label_pred.shape == (2, 6)
@@ -78,7 +78,7 @@ def test_modules_scale_to_224():
     assert PatchDiscriminator(224, 38).head.kernel_size == (7, 7)
     torch.manual_seed(0)
     gen, disc = AdvGenerator(224, width=4, residual_blocks=1), PatchDiscriminator(224, 38, width=4)
-    r = PrototypeNet(38, 32, hidden=16)(torch.zeros(1, 38))[0]
+    r = ProsganPrototypeNet(38, 32, hidden=16)(torch.zeros(1, 38))[0]
     with torch.no_grad():
         out = gen(torch.rand(1, 3, 224, 224) * 2 - 1, r)
         assert out.shape == (1, 3, 224, 224) and disc(out).shape == (1, 39)
