@@ -107,7 +107,7 @@ def _plan(registry_path: str | None, grid: str, profile: str | None, overrides: 
         sources = {}
     members = config.members(name, spec)
     if pretrained is not None:
-        members = [(m, _with_pretrained(g, pretrained)) for m, g in members]
+        members = _with_pretrained(members, pretrained)
     if overrides:
         members = apply_overrides(config, members, list(overrides))
         sources = {m: f"{sources.get(m) or f'{config.path}: grids.{m}'} (with --set)" for m, _ in members}
@@ -115,16 +115,16 @@ def _plan(registry_path: str | None, grid: str, profile: str | None, overrides: 
     return plan_members(config, name, members, profile, options=options, require_data=require_data, sources=sources)
 
 
-def _with_pretrained(grid, pretrained: str):
-    """``grid`` with every backbone that has ImageNet weights set to ``pretrained``."""
+def _with_pretrained(members: list, pretrained: str) -> list:
+    """``members`` (name, grid) with every backbone that has ImageNet weights set to ``pretrained``."""
     from . import registries
+    from .config import set_plugin_params
 
-    params = {k: {n: dict(v) for n, v in table.items()} for k, table in grid.params.items()}
-    backbones = params.setdefault("backbones", {})
-    for name in grid.backbones:
+    names = dict.fromkeys(name for _, grid in members for name in grid.backbones)  # first-seen order
+    for name in names:
         if "pretrained" in registries.backbones.get(name).Params.model_fields:
-            backbones.setdefault(name, {})["pretrained"] = pretrained
-    return grid.model_copy(update={"params": params})
+            members = set_plugin_params(members, "backbones", name, {"pretrained": pretrained}, "--pretrained")
+    return members
 
 
 grid_option = click.option("--grid", default="demo", show_default=True,

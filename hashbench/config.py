@@ -445,7 +445,7 @@ def apply_overrides(config: Config, members: list[tuple[str, Grid]], overrides: 
             value = [value]
         if head == "profile" and value not in config.data.profiles:
             raise ConfigError(f"--set profile: {unknown_name_message('profile', str(value), list(config.data.profiles))}")
-        members = [(name, _revalidate(grid, {head: value, **_narrowed_params(grid, head, value)}, key))
+        members = [(name, _revalidate(grid, {head: value, **_narrowed_params(grid, head, value)}, f"--set {key}"))
                    for name, grid in members]
     return members
 
@@ -468,12 +468,12 @@ def _narrowed_params(grid: Grid, axis: str, values: list[Any]) -> dict[str, Any]
     return {"params": params, "params_by_dataset": by_dataset}
 
 
-def _revalidate(grid: Grid, update: dict[str, Any], key: str) -> Grid:
+def _revalidate(grid: Grid, update: dict[str, Any], where: str) -> Grid:
     try:
         return Grid(**{**grid.model_dump(), **update})
     except ValidationError as exc:
         problems = [f"{err['msg']} (got {excerpt(err.get('input'))})" for err in exc.errors()]
-        raise ConfigError(f"--set {key}: " + "; ".join(problems)) from None
+        raise ConfigError(f"{where}: " + "; ".join(problems)) from None
 
 
 _PER_DATASET_EXAMPLE = ("params_by_dataset.<dataset>.<kind>.<name>.<param>=VALUE "
@@ -505,6 +505,19 @@ def _override_param(config: Config, members: list[tuple[str, Grid]], path: list[
         values = value
     else:
         raise ConfigError(f"--set {key}: expected a mapping of parameters, e.g. {key}={{iterations: 5}}")
+    return set_plugin_params(members, kind, name, values, f"--set {key}", dataset=dataset)
+
+
+def set_plugin_params(members: list[tuple[str, Grid]], kind: str, name: str, values: dict[str, Any], where: str,
+                      dataset: str | None = None) -> list[tuple[str, Grid]]:
+    """``members`` with the parameters ``values`` of plugin ``name`` (of ``kind``, a grid key) set in
+    every member that has ``name`` on its ``kind`` axis.
+
+    Without ``dataset`` they go into ``params`` and replace those parameters' ``params_by_dataset``
+    values (set on every dataset); with ``dataset`` they go into that dataset's ``params_by_dataset``,
+    in the members that have it.  A member that no longer validates is a :class:`ConfigError`
+    starting with ``where`` (the option that asked, e.g. ``--set params.attacks.center.iterations``).
+    """
     out = []
     for member, grid in members:
         if name in getattr(grid, kind) and (dataset is None or dataset in grid.datasets):
@@ -518,7 +531,7 @@ def _override_param(config: Config, members: list[tuple[str, Grid]], path: list[
                         table.get(kind, {}).get(name, {}).pop(param, None)
             else:
                 by_dataset.setdefault(dataset, {}).setdefault(kind, {}).setdefault(name, {}).update(values)
-            grid = _revalidate(grid, {"params": params, "params_by_dataset": by_dataset}, key)
+            grid = _revalidate(grid, {"params": params, "params_by_dataset": by_dataset}, where)
         out.append((member, grid))
     return out
 
