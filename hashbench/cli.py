@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -16,9 +15,9 @@ from rich.table import Table
 from .devices import DEVICES
 from .errors import ArtifactError, HashbenchError, UserError
 from .registry import PLUGIN_KINDS
+from .results import RESULTS_ENV, default_results_dir
 from .terminal import markup, plain
 
-RESULTS_ENV = "HASHBENCH_RESULTS"
 #: what ``hashbench list`` lists, in its order: the plugin kinds, then the grids and profiles of registry.yaml
 KINDS = (*PLUGIN_KINDS, "grids", "profiles")
 
@@ -59,7 +58,7 @@ def _stops_on_signals(fn: Callable) -> Callable:
 
 
 def _results_dir(value: str | None) -> Path:
-    return Path(value or os.environ.get(RESULTS_ENV) or "results")
+    return Path(value) if value else default_results_dir()
 
 
 results_option = click.option("--results-dir", type=click.Path(file_okay=False), default=None,

@@ -38,8 +38,13 @@ COLUMNS = [
 ]
 
 
+#: the environment variable naming the results folder when none is given
+RESULTS_ENV = "HASHBENCH_RESULTS"
+
+
 def default_results_dir() -> Path:
-    return Path("results")
+    """The results folder when none is given: ``$HASHBENCH_RESULTS`` if set (and not empty), else ``results``."""
+    return Path(os.environ.get(RESULTS_ENV) or "results")
 
 
 def check_run_name(name: object, what: str = "run name", hint: str = "") -> str:
@@ -60,8 +65,9 @@ def check_run_name(name: object, what: str = "run name", hint: str = "") -> str:
 
 
 def run_dir(run: str | Path, results_dir: str | Path | None = None) -> Path:
-    """The folder of ``run``, for reading: ``<results_dir>/<run>`` for a run name, else ``run`` as
-    the path of an existing run folder (one holding ``run.json``), made absolute.
+    """The folder of ``run``, for reading: ``<results_dir>/<run>`` for a run name (``results_dir``
+    defaults to :func:`default_results_dir`), else ``run`` as the path of an existing run folder
+    (one holding ``run.json``), made absolute.
 
     A valid run name always means the folder under ``results_dir``; anything else that is not
     a run folder is refused (:class:`UserError`), so no other folder is ever guessed.
@@ -284,7 +290,8 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def load(run: str | Path, results_dir: str | Path | None = None) -> pd.DataFrame:
-    """A tidy DataFrame with one row per evaluated cell of ``run`` (columns: :data:`COLUMNS`).
+    """A tidy DataFrame with one row per evaluated cell of ``run`` (columns: :data:`COLUMNS`);
+    ``results_dir`` defaults to ``$HASHBENCH_RESULTS``, else ``results`` (as the command line).
 
     Cells whose record says ``status: "failed"`` have no metrics and are left out.  A record
     file that cannot be used raises :class:`UserError` naming it.
