@@ -14,7 +14,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 from hashbench.attack import Attack, AttackContext, AttackParams, PrepareSizes
 from hashbench.params import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_ITERATIONS, MAX_WIDTH
 from hashbench.codes import to_binary
-from hashbench.cost import class_flops
+from hashbench.api.flops import class_flops
 from hashbench.errors import PluginError
 from hashbench.pgd import project
 from hashbench.progress import Reporter

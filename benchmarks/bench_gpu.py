@@ -4,10 +4,10 @@ Run from the repository root: ``python -m benchmarks.bench_gpu [--quick] [--demo
 CUDA it prints why and writes a JSON saying it was skipped.  With CUDA, for each backbone
 (no pretrained weights; the cost does not depend on them) and precision it times ``pgd`` with
 ``--iterations`` steps on a batch, and reports images·iterations/s and the achieved FLOP/s
-(each iteration: a forward, counted by :func:`hashbench.cost.forward_flops`, plus a backward
+(each iteration: a forward, counted by :func:`hashbench.harness.flops.forward_flops`, plus a backward
 counted as twice the forward) as a fraction of the peak measured with a large matmul in the
 same precision.  The process is set up as the runner sets up its workers (deterministic
-kernels); AMP is the runner's own autocast (:func:`hashbench.stages.autocast`, bf16 unless
+kernels); AMP is the runner's own autocast (:func:`hashbench.harness.stages.autocast`, bf16 unless
 ``--amp fp16``); fp32 is strict fp32 (TF32 off for convolutions and matmuls, the peak's too).  ``--demo`` also times ``hashbench run --grid demo`` on the device.
 Final line ``gpu_pgd_peak_fraction: <best fraction>``; JSON in ``benchmarks/results/gpu.json``
 (device name included).
@@ -32,13 +32,14 @@ import torch
 
 from benchmarks.common import (RUN_GRIDS, backbone_params, build_model, median, ratio_line, results_dir, timed_run,
                                write_report)
-from hashbench.cost import forward_flops
+from hashbench.harness.flops import forward_flops
+from hashbench.harness.stages.spec import PluginSpec
 from hashbench.determinism import use_deterministic_kernels
 from hashbench.pgd import PGDConfig, pgd
 from hashbench.errors import UserError
-from hashbench.executors.worker import resolve_device
-from hashbench.stages import AMP_DTYPES, autocast
-from hashbench.timings import device_label
+from hashbench.harness.executors.worker import resolve_device
+from hashbench.harness.stages.context import AMP_DTYPES, autocast
+from hashbench.harness.timings import device_label
 
 MODELS = ("alexnet", "vgg11")
 
@@ -83,7 +84,7 @@ def measure(backbone: str, image_size: int, batch: int, iterations: int, repeats
         synchronize(device)
         samples.append(time.perf_counter() - start)
     seconds = median(samples)
-    fwd = forward_flops({"name": backbone, "params": backbone_params(backbone)}, image_size, model.bits)
+    fwd = forward_flops(PluginSpec(backbone, backbone_params(backbone), ("hashbench", "")), image_size, model.bits)
     achieved = 3 * fwd * batch * iterations / seconds
     peak = matmul_peak(AMP_DTYPES.get(amp, torch.float32), device, peak_size)
     return {"image_size": image_size, "batch": batch, "iterations": iterations, "repeats": repeats,

@@ -90,7 +90,7 @@ class Attack(Plugin):
 
     def prepare_flops(self, sizes: PrepareSizes) -> int | None:
         """FLOPs :meth:`prepare` spends, for the first-run estimate of ``hashbench plan`` (a
-        backward pass counts as two forwards; :func:`hashbench.cost.module_flops` counts a
+        backward pass counts as two forwards; :func:`hashbench.harness.cost.module_flops` counts a
         network's forward pass).  ``None``, the default, means unknown: the plan says so until
         the stage has run once on the device and its recorded time takes over."""
         return None

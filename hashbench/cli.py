@@ -95,7 +95,7 @@ def _plan(registry_path: str | None, grid: str, profile: str | None, overrides: 
           require_data: bool = True):
     """Load the registry, resolve ``--grid`` (a name or a YAML file), apply ``--set`` and plan."""
     from .config import apply_overrides, is_grid_path, load_config, load_grid_file
-    from .plan import PlanOptions, plan_members
+    from hashbench.harness.plan import PlanOptions, plan_members
 
     config = load_config(registry_path)
     if is_grid_path(grid):
@@ -184,13 +184,13 @@ def run(grid: str, profile: str | None, overrides: tuple[str, ...], run_name: st
         check_run_name(Path(grid).stem, f"--grid {grid}: the run is named after the file's stem",
                        "pass --run NAME, or name the file differently")
     if workers > 1 and not dry_run:
-        from .executors.processes import start_worker_server
+        from hashbench.harness.executors.processes import start_worker_server
 
         # before anything here imports torch: the server's imports (torch, TorchDynamo, the
         # stages) then overlap this process's, which otherwise waits ≈ 2.5 s for them in run()
         start_worker_server()
     from .progress import default_reporter
-    from .runner import Runner
+    from hashbench.harness.runner import Runner
 
     plan = _plan(registry_path, grid, profile, overrides, pretrained, amp, amp_attacks, require_data=not dry_run)
     root = _results_dir(results_dir)
@@ -265,8 +265,8 @@ def _print_plan(plan, root: Path, device: str, as_json: bool, rate=None) -> None
     ``rate`` (:class:`hashbench.devices.Rate`) prices the plan on a device that is not here;
     ``None`` estimates for ``device`` of this machine.
     """
-    from .plan import away_from_defaults
-    from .pricing import bytes_by_kind, estimator, format_hours, member_totals, rate_caption, total_row
+    from hashbench.harness.plan import away_from_defaults
+    from hashbench.harness.pricing import bytes_by_kind, estimator, format_hours, member_totals, rate_caption, total_row
     from .results import check_results_path
     from .store import ArtifactStore, format_bytes
 
@@ -356,7 +356,7 @@ def _member_table(union: str, members, total: dict[str, Any], unit: str) -> Tabl
     """Per member grid of a union: stages, to run, FLOPs, estimated hours and bytes; then the union's total."""
     from rich import box
 
-    from .pricing import format_hours
+    from hashbench.harness.pricing import format_hours
     from .store import format_bytes
 
     table = Table(title=f"per grid of {markup(union)}", box=box.SIMPLE_HEAD,
@@ -397,7 +397,7 @@ def plan(grid: str, profile: str | None, overrides: tuple[str, ...], device: str
          achieved_fraction: float | None, amp: str | None, amp_attacks: bool, as_json: bool,
          results_dir: str | None, registry_path: str | None) -> None:
     """Show a grid's stages by kind, how many are cached, and the estimated cost of the rest."""
-    from .pricing import resolve_rate
+    from hashbench.harness.pricing import resolve_rate
 
     rate = resolve_rate(device, tflops, achieved_fraction)  # before planning: a wrong name fails at once
     plan_ = _plan(registry_path, grid, profile, overrides, None, amp, amp_attacks, require_data=False)

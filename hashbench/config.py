@@ -176,7 +176,7 @@ class Grid(_Strict):
     ``params_by_dataset`` (the command line wins on every dataset).
 
     ``transfer: true`` adds black-box transfer cells: every attack crafted on each model attacks
-    every other model of the same dataset and seed (:mod:`hashbench.plan`).
+    every other model of the same dataset and seed (:mod:`hashbench.harness.plan`).
     """
 
     description: str = ""

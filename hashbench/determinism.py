@@ -1,7 +1,7 @@
 """Deterministic kernels for every process that runs stages (the CLI's, pool workers, Ray tasks).
 
 Same config and seed give the same numbers on the same machine only if torch picks deterministic
-kernels, so :class:`~hashbench.executors.worker.StageWorker` calls :func:`use_deterministic_kernels`
+kernels, so :class:`~hashbench.harness.executors.worker.StageWorker` calls :func:`use_deterministic_kernels`
 in whichever process it is created.
 """
 

@@ -4,7 +4,7 @@ The checks read and never write: the grid is planned as ``hashbench plan`` plans
 that cannot be opened are reported, not fatal), list-file datasets have a few images per list
 decoded through the dataset itself (the project's one image reader), backbones have their
 ImageNet weights looked up in torch's hub cache (nothing is downloaded), and the results folder's
-free space is compared with what the plan's remaining artifacts will take (:func:`~hashbench.cost.stage_bytes`).
+free space is compared with what the plan's remaining artifacts will take (:func:`~hashbench.harness.cost.stage_bytes`).
 """
 
 from __future__ import annotations
@@ -17,15 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import registries
-from .config import Config, DatasetDecl
-from .errors import UserError
+from hashbench import registries
+from hashbench.config import Config, DatasetDecl
+from hashbench.errors import UserError
+from hashbench.harness.stages.spec import DatasetSpec, PluginSpec
 
 if TYPE_CHECKING:
     import torch
 
-    from .data.base import HashDataset
-    from .plan import Plan
+    from hashbench.data.base import HashDataset
+    from hashbench.harness.plan import Plan
 
 #: images decoded per list (evenly spaced through it, always its first and last)
 SAMPLES_PER_LIST = 8
@@ -48,21 +49,19 @@ class Finding:
 
 # -- datasets -----------------------------------------------------------------------------
 
-def plan_datasets(plan: Plan) -> list[tuple[str, dict[str, Any]]]:
+def plan_datasets(plan: Plan) -> list[tuple[str, DatasetSpec]]:
     """Each distinct dataset spec of the plan (name, resolved spec), in the order first planned."""
-    from .plan import dataset_key
-
-    seen: dict[str, tuple[str, dict[str, Any]]] = {}
+    seen: dict[str, tuple[str, DatasetSpec]] = {}
     for stage in plan.stages():
         if stage.kind == "split":
-            spec = stage.spec["dataset"]
-            seen.setdefault(dataset_key(spec), (spec["name"], spec))
+            spec = stage.spec.dataset
+            seen.setdefault(spec.key, (spec.name, spec))
     return list(seen.values())
 
 
 def _data_fix(name: str, root: str, registry: Path) -> str:
     place = f"put the images and list files under {root}, or set datasets.{name}.params.root in {registry}"
-    from .cli_data import NAMES  # what ``hashbench data build NAME --from DIR`` builds
+    from hashbench.cli_data import NAMES  # what ``hashbench data build NAME --from DIR`` builds
 
     if name in NAMES:
         out = "" if Path(root) == Path("data") / name else f" --out {root}"  # the builder's default is data/NAME
@@ -70,20 +69,18 @@ def _data_fix(name: str, root: str, registry: Path) -> str:
     return place
 
 
-def check_dataset(config: Config, name: str, spec: dict[str, Any], plan: Plan) -> list[Finding]:
+def check_dataset(config: Config, name: str, spec: DatasetSpec, plan: Plan) -> list[Finding]:
     """Findings for one dataset of the plan: files present, counts against the declaration,
     unlabelled rows, a sample of images that decode."""
-    from .plan import dataset_key
-
     subject = f"dataset {name}"
     decl = config.dataset(name)
-    if spec["type"] == "shapes":
+    if spec.type == "shapes":
         return [Finding(subject, True, "embedded (procedural, no files), OK")]
-    root = spec["params"].get("root")
+    root = spec.params.get("root")
     if root is not None and not Path(os.path.expanduser(str(root))).is_dir():
         return [Finding(subject, False, f"image root {root} does not exist or is not a folder",
                         _data_fix(name, str(root), config.path))]
-    dataset = plan.datasets.get(dataset_key(spec))
+    dataset = plan.datasets.get(spec.key)
     if dataset is None:
         why = plan.unavailable.get(name, "it could not be opened")
         fix = _data_fix(name, str(root or "its root"), config.path)
@@ -108,7 +105,7 @@ def declared_counts(decl: DatasetDecl) -> dict[str, int | None]:
 def check_counts(name: str, dataset: HashDataset, decl: DatasetDecl) -> list[Finding]:
     """Items per list, exact duplicate lines dropped, and whether the dataset's own split files match the
     declared split sizes (the same note ``hashbench plan`` prints)."""
-    from .plan import split_note
+    from hashbench.harness.plan import split_note
 
     subject = f"dataset {name}"
     lists = _lists(dataset)
@@ -132,7 +129,7 @@ def check_counts(name: str, dataset: HashDataset, decl: DatasetDecl) -> list[Fin
     return found if note is None else [*found, Finding(subject, True, note, warning=True)]
 
 
-def check_unlabelled(name: str, dataset: HashDataset, spec: dict[str, Any]) -> list[Finding]:
+def check_unlabelled(name: str, dataset: HashDataset, spec: DatasetSpec) -> list[Finding]:
     """Rows whose labels are all zero (items relevant to no query), per list."""
     labels = dataset.labels
     found = {split: int((labels[idx].sum(axis=1) == 0).sum()) for split, idx in _lists(dataset).items() if len(idx)}
@@ -141,7 +138,7 @@ def check_unlabelled(name: str, dataset: HashDataset, spec: dict[str, Any]) -> l
         return []
     counts = ", ".join(f"{split} {n:,}" for split, n in found.items())
     fix = (f"set datasets.{name}.params.drop_unlabeled: true to drop them"
-           if "drop_unlabeled" in spec["params"] else "")
+           if "drop_unlabeled" in spec.params else "")
     return [Finding(f"dataset {name}", True, f"unlabelled rows (all-zero labels, relevant to no query): {counts}; "
                     "they are kept", fix, warning=True)]
 
@@ -180,13 +177,13 @@ def check_images(name: str, dataset: HashDataset) -> list[Finding]:
 
 # -- backbones ----------------------------------------------------------------------------
 
-def plan_backbones(plan: Plan) -> list[dict[str, Any]]:
+def plan_backbones(plan: Plan) -> list[PluginSpec]:
     """One backbone spec per (backbone, starting weights) the plan's train stages build."""
-    seen: dict[tuple[str, str | None], dict[str, Any]] = {}
+    seen: dict[tuple[str, str | None], PluginSpec] = {}
     for stage in plan.stages():
         if stage.kind == "train":
-            backbone = stage.spec["backbone"]
-            seen.setdefault((backbone["name"], backbone["params"].get("pretrained")), backbone)
+            backbone = stage.spec.backbone
+            seen.setdefault((backbone.name, backbone.params.get("pretrained")), backbone)
     return list(seen.values())
 
 
@@ -202,11 +199,11 @@ def imagenet_cache_path(name: str) -> tuple[Path, str] | None:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url), weights.url
 
 
-def check_backbone(backbone: dict[str, Any]) -> Finding:
+def check_backbone(backbone: PluginSpec) -> Finding:
     """Whether the backbone's starting weights are here: none needed, a file given, or torch's cache."""
-    name = backbone["name"]
+    name = backbone.name
     subject = f"backbone {name}"
-    pretrained = backbone["params"].get("pretrained")
+    pretrained = backbone.params.get("pretrained")
     if pretrained is None:
         return Finding(subject, True, "needs no ImageNet weights")
     if pretrained == "none":
@@ -234,7 +231,7 @@ def check_device(device: str) -> tuple[Finding, torch.device | None]:
     """The device a run would use: CUDA name and memory, or CPU and its cores."""
     import torch
 
-    from .executors.worker import resolve_device
+    from hashbench.harness.executors.worker import resolve_device
 
     try:
         resolved = resolve_device(device)
@@ -249,8 +246,8 @@ def check_device(device: str) -> tuple[Finding, torch.device | None]:
 
 def artifact_bytes(plan: Plan, results_dir: Path) -> tuple[int, int]:
     """(bytes the plan's stages not yet in the store will write, how many of them have no size estimate)."""
-    from .pricing import bytes_by_kind
-    from .store import ArtifactStore
+    from hashbench.harness.pricing import bytes_by_kind
+    from hashbench.store import ArtifactStore
 
     per_kind = bytes_by_kind(plan, ArtifactStore(results_dir / "store")).values()
     return sum(b.known for b in per_kind), sum(b.unknown for b in per_kind)
@@ -258,7 +255,7 @@ def artifact_bytes(plan: Plan, results_dir: Path) -> tuple[int, int]:
 
 def check_disk(plan: Plan, results_dir: Path) -> Finding:
     """Free space on the results folder's filesystem against the plan's artifact sizes."""
-    from .store import format_bytes, free_bytes
+    from hashbench.store import format_bytes, free_bytes
 
     needed, unknown = artifact_bytes(plan, results_dir)
     free = free_bytes(results_dir)

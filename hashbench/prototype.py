@@ -98,7 +98,7 @@ def prototype_training_flops(net: Callable[..., nn.Module], net_args: tuple, *, 
     """≈ FLOPs of ``steps`` steps of the prototype net ``net(*net_args)``, each on ``batch`` label
     vectors against ``train`` training codes and labels: the net and the batch × train code and
     label products, forward and backward (three forward passes' worth)."""
-    from .cost import class_flops
+    from hashbench.api.flops import class_flops
 
     per_label = class_flops(net, net_args, (1, classes))
     pairwise = 2 * batch * train * (bits + classes)

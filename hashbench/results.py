@@ -26,7 +26,7 @@ RECORD_SCHEMA_VERSION = 1
 
 #: Columns of ``load(run)``, in order; curve columns hold lists.  ``surrogate`` is ``None`` for the
 #: white-box cells and names the model whose adversarial queries attacked this one in a transfer
-#: cell (:func:`hashbench.plan.model_id`); tables of a model's own robustness take the white-box rows.
+#: cell (:func:`hashbench.harness.plan.model_id`); tables of a model's own robustness take the white-box rows.
 COLUMNS = [
     "run", "dataset", "method", "backbone", "bits", "defense", "attack", "surrogate", "seed", "targeted",
     "map", "t_map", "map_topk", "num_queries", "num_database", "precision_radius", "radius",

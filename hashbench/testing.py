@@ -35,23 +35,27 @@ from typing import Any, Iterator, Mapping
 
 import torch
 
-from . import registries
-from .attack import Attack, AttackContext, AttackParams
-from .codes import to_binary
-from .config import Config, DatasetDecl, Grid, Profile, RegistryConfig, SplitSpec, load_config
-from .data.base import HashDataset
-from .data.splits import Split
-from .defense import Defense, DefenseContext
-from .errors import HashbenchError, PluginError, UserError
-from .methods.base import HashMethod
-from .metrics import map_at_k
-from .models.hash_model import HashModel
-from .models.purifier import PurifiedModel
-from .plan import Stage, _resolved_values, build_plan, derive_seed
-from .progress import Reporter
-from .stages import EXECUTORS, StageContext, _attack_context, _check_batch, _labels, _seeded, encode_images, load_model
-from .store import Artifact, canonical_json
-from .training import TrainData
+from hashbench import registries
+from hashbench.attack import Attack, AttackContext, AttackParams
+from hashbench.codes import to_binary
+from hashbench.config import Config, DatasetDecl, Grid, Profile, RegistryConfig, SplitSpec, load_config
+from hashbench.data.base import HashDataset
+from hashbench.data.splits import Split
+from hashbench.defense import Defense, DefenseContext
+from hashbench.errors import HashbenchError, PluginError, UserError
+from hashbench.methods.base import HashMethod
+from hashbench.metrics import map_at_k
+from hashbench.models.hash_model import HashModel
+from hashbench.models.purifier import PurifiedModel
+from hashbench.harness.plan import build_plan, derive_seed, resolved_values
+from hashbench.progress import Reporter
+from hashbench.harness.stages.attack import check_batch
+from hashbench.harness.stages.context import StageContext, attack_context, item_labels, load_model, seeded_generator
+from hashbench.harness.stages.encode import encode_images
+from hashbench.harness.stages.kinds import KINDS
+from hashbench.harness.stages.spec import Stage
+from hashbench.store import Artifact, canonical_json
+from hashbench.training import TrainData
 
 __all__ = [
     "AttackCheck", "DefenseCheck", "Victim", "check_attack", "check_defense", "profile_params", "tiny_victim",
@@ -75,7 +79,7 @@ def profile_params(kind: str, name: str, *, profile: str = SWEEP_PROFILE, grid: 
     spec = config.grid(grid)
     if not isinstance(spec, Grid):
         raise HashbenchError(f"grid '{grid}' is a union; name a cross-product grid for plugin parameters")
-    return _resolved_values(kind, name, config.profile(profile), spec, spec.datasets[0])  # its first dataset's values
+    return resolved_values(kind, name, config.profile(profile), spec, spec.datasets[0])  # its first dataset's values
 
 
 # -- the victim -----------------------------------------------------------------------------
@@ -116,19 +120,19 @@ class Victim:
         return method
 
     def train_data(self) -> TrainData:
-        return TrainData(self.dataset, self.split.train, _labels(self.dataset, self.split.train, self.device))
+        return TrainData(self.dataset, self.split.train, item_labels(self.dataset, self.split.train, self.device))
 
     def attack_context(self, attack: Attack, generator: torch.Generator,
                        state: Mapping[str, torch.Tensor] | None = None) -> AttackContext:
         """The context the harness builds for ``attack`` (codes, labels, ε, training data…)."""
-        probe = Stage("attack", {"probe": True}, {"split": self._stages["split"], "encode": self._stages["encode"]})
-        ctx = _attack_context(self._ctx, probe, attack, generator)
+        inputs = {"split": self._stages["split"], "encode": self._stages["encode"]}
+        ctx = attack_context(self._ctx, inputs, attack, generator)
         ctx.state = dict(state or {})
         return ctx
 
     def query_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """(images, true labels, target labels) of the queries, ``batch_size`` at a time, on the device."""
-        labels = _labels(self.dataset, self.split.query, self.device)
+        labels = item_labels(self.dataset, self.split.query, self.device)
         targets = torch.as_tensor(self.split.target_labels, dtype=torch.float32, device=self.device)
         for lo in range(0, len(self.split.query), batch_size):
             sl = slice(lo, lo + batch_size)
@@ -194,7 +198,7 @@ def _build_victim(*, method: str, method_params: dict[str, Any], bits: int, num_
         if stage.key not in memo:
             for dep in stage.inputs.values():
                 artifact(dep)
-            memo[stage.key] = EXECUTORS[stage.kind](ctx, stage)
+            memo[stage.key] = KINDS[stage.kind].run(ctx, stage)
         return memo[stage.key]
 
     ctx = StageContext(device=torch.device(device), reporter=Reporter(), artifact=artifact,
@@ -202,7 +206,7 @@ def _build_victim(*, method: str, method_params: dict[str, Any], bits: int, num_
     codes = artifact(stages["encode"]).tensors
     split_art = artifact(stages["split"])
     split = Split.from_tensors(split_art.tensors, split_art.meta["seed"])
-    data = ctx.dataset(stages["split"].spec["dataset"])
+    data = ctx.dataset(stages["split"].spec.dataset)
     victim = Victim(dataset=data, split=split, method=method, method_params=method_params,
                     codes={k: codes[k] for k in ("database", "train", "query")}, map_topk=map_topk,
                     clean_map=0.0, clean_t_map=0.0, device=torch.device(device), _ctx=ctx, _stages=stages)
@@ -286,7 +290,7 @@ def _prepare(attack: Attack, victim: Victim, seed: int, label: str) -> dict[str,
     """Run ``prepare`` as the prepare stage does; return the state as the store would hand it back."""
     if not type(attack).has_prepare():
         return {}
-    generator = _seeded(derive_seed(seed, "prepare"))
+    generator = seeded_generator(derive_seed(seed, "prepare"))
     try:
         state = attack.prepare(victim.model(), victim.attack_context(attack, generator)) or {}
     except Exception as exc:
@@ -303,7 +307,7 @@ def _attack_once(attack: Attack, victim: Victim, seed: int, name: str, label: st
     """Prepare (unless ``state`` is given) and attack every query as the attack stage does."""
     attack = _fresh(attack)
     state = _prepare(attack, victim, seed, label) if state is None else state
-    generator = _seeded(derive_seed(seed, "attack"))
+    generator = seeded_generator(derive_seed(seed, "attack"))
     if other_global_seed:  # the harness seeds the global generator too; an attack must not rely on it
         torch.manual_seed(derive_seed(seed, "global-rng-probe"))
     model = victim.model()
@@ -316,7 +320,7 @@ def _attack_once(attack: Attack, victim: Victim, seed: int, name: str, label: st
         except Exception as exc:
             raise AssertionError(f"{label} raised {type(exc).__name__} in perturb: {exc}") from exc
         try:
-            _check_batch(name, origin, attack.bounded, x, x_adv, attack.params.epsilon)
+            check_batch(name, origin, attack.bounded, x, x_adv, attack.params.epsilon)
         except PluginError as exc:
             raise AssertionError(f"contract violated: {exc}") from exc
         if model.training:
@@ -394,7 +398,7 @@ class DefenseCheck:
 def _defend_once(defense: Defense, victim: Victim, seed: int, label: str) -> tuple[HashModel, dict[str, Any], int]:
     """Fit as the defend stage does, counting calls of the method's loss."""
     defense = _fresh(defense)
-    generator = _seeded(derive_seed(seed, "defend"))
+    generator = seeded_generator(derive_seed(seed, "defend"))
     method = victim.hash_method()
     calls = 0
     loss = method.loss
@@ -436,7 +440,7 @@ def check_defense(defense: str | type[Defense] | Defense, victim: Victim | None 
     if instance.identity:
         model = victim.model(frozen=False)
         out, _log = instance.fit(model, victim.hash_method(), victim.train_data(),
-                                 DefenseContext(victim.device, _seeded(seed), Reporter()))
+                                 DefenseContext(victim.device, seeded_generator(seed), Reporter()))
         if out is not model:
             raise AssertionError(f"{label} is an identity defense but fit returned another model")
         return DefenseCheck(label, True, victim.clean_map, victim.clean_map, 0, time.perf_counter() - start)

@@ -15,12 +15,12 @@ from pathlib import Path
 import torch
 
 from hashbench import registries
-from hashbench.executors.parallel import threads_per_worker
-from hashbench.executors.worker import CRASH_ENV
+from hashbench.harness.executors.parallel import threads_per_worker
+from hashbench.harness.executors.worker import CRASH_ENV
 from hashbench.config import Config, apply_overrides
-from hashbench.plan import Plan, PlanOptions, plan_members
+from hashbench.harness.plan import Plan, PlanOptions, plan_members
 from hashbench.results import read_records
-from hashbench.runner import LocalRunner
+from hashbench.harness.runner import Runner
 
 SMALL_SET = ["methods=[dpsh]", "defenses=[none,cgat]", "attacks=[center]"]
 #: what the small grid plans: 1 split, its random-codes reference, 1 backbone warm start, 1 clean
@@ -61,7 +61,7 @@ def reference_run(config: Config, root: Path) -> dict[str, dict]:
     """Run the small grid in this process with :data:`THREADS` torch threads; its metrics."""
     threads = torch.get_num_threads()
     try:
-        LocalRunner(root, "cpu", threads=THREADS).run(small_plan(config), "smoke")
+        Runner(root, "cpu", threads=THREADS).run(small_plan(config), "smoke")
     finally:
         torch.set_num_threads(threads)  # the runner set this process's threads
     return metrics("smoke", root)

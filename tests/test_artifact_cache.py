@@ -2,8 +2,8 @@
 
 import torch
 
-from hashbench.executors.cache import ArtifactCache, artifact_bytes
-from hashbench.executors.worker import StageWorker, WorkerConfig
+from hashbench.harness.executors.cache import ArtifactCache, artifact_bytes
+from hashbench.harness.executors.worker import StageWorker, WorkerConfig
 from hashbench.store import Artifact
 from runner_helpers import small_plan
 
@@ -64,7 +64,7 @@ def test_a_worker_with_a_tiny_budget_still_runs_every_stage(config, tmp_path):
 
 
 def test_a_worker_pool_keeps_the_configured_cache_budget(tmp_path):
-    from hashbench.executors.parallel import PoolExecutor, threads_per_worker
+    from hashbench.harness.executors.parallel import PoolExecutor, threads_per_worker
 
     pool = PoolExecutor(WorkerConfig(str(tmp_path / "store"), device="cpu", cache_mb=7), workers=2)
     try:

@@ -94,7 +94,8 @@ def test_the_gpu_benchmark_measures_on_the_cpu_what_it_measures_on_a_gpu(results
     """The CUDA path's measuring code, run on the CPU at a test's size: the figures follow
     from the timings and the FLOP count, and gpu.json (GPU figures) is left alone."""
     from benchmarks import bench_gpu
-    from hashbench.cost import forward_flops
+    from hashbench.harness.flops import forward_flops
+    from hashbench.harness.stages.spec import PluginSpec
 
     args = ["--device", "cpu", "--models", "smallcnn", "--image-size", "32", "--batch", "4", "--iterations", "2",
             "--repeats", "2", "--peak-size", "64"]
@@ -103,7 +104,7 @@ def test_the_gpu_benchmark_measures_on_the_cpu_what_it_measures_on_a_gpu(results
     report = json.loads((results / "cpu_throughput.json").read_text())
     assert report["device_name"].startswith("cpu") and report["amp"] == "bf16"
     assert set(report["results"]) == {"smallcnn/fp32", "smallcnn/bf16"}
-    fwd = forward_flops({"name": "smallcnn", "params": {}}, 32, 32)
+    fwd = forward_flops(PluginSpec("smallcnn", {}, ("hashbench", "")), 32, 32)
     for r in report["results"].values():
         assert r["forward_flops_per_image"] == fwd > 0
         assert r["images_per_s"] == pytest.approx(4 / r["seconds"])

@@ -16,12 +16,12 @@ from hashbench.defense import DefenseContext, InferenceDefense
 from hashbench.errors import ConfigError
 from hashbench.models.hash_model import HashModel
 from hashbench.models.purifier import ComDefendNet, PurifiedModel, attacked_model, binarize, comdefend_loss
-from hashbench.plan import plan_members
+from hashbench.harness.plan import plan_members
 from hashbench.progress import Reporter
 from hashbench.report.leaderboard import leaderboards
 from hashbench.results import load, read_records
-from hashbench.runner import LocalRunner
-from hashbench.stages import _model_artifact
+from hashbench.harness.runner import Runner
+from hashbench.harness.stages.context import model_artifact
 from hashbench.testing import check_defense
 from hashbench.training import TrainData
 
@@ -153,8 +153,8 @@ def test_fit_is_deterministic_for_a_seed(tiny):
 def test_the_artifact_keeps_the_purifier_under_its_own_prefix(tiny):
     defended, _, model = fit(tiny)
     method = registries.methods.create("dpsh", {})
-    purified = _model_artifact(defended, method, {}).tensors
-    plain = _model_artifact(model, method, {}).tensors
+    purified = model_artifact(defended, method, {}).tensors
+    plain = model_artifact(model, method, {}).tensors
     assert {k for k in purified if k.startswith("model.")} == set(plain)  # the clean model's, unchanged
     assert all(torch.equal(purified[k], plain[k]) for k in plain)
     assert {k[len("purifier."):] for k in purified if k.startswith("purifier.")} == set(defended.purifier.state_dict())
@@ -203,7 +203,7 @@ def test_the_oblivious_setting_changes_the_attack_keys_only_downstream_of_the_de
         assert _cell(white, "comdefend", "center").stages[kind].key != _cell(oblivious, "comdefend", "center").stages[kind].key
         assert _cell(white, "none", "center").stages[kind].key == _cell(oblivious, "none", "center").stages[kind].key
     assert _cell(white, "comdefend", "center").stages["train"].key == _cell(oblivious, "comdefend", "center").stages["train"].key
-    assert _cell(oblivious, "comdefend", "center").stages["defend"].spec["defense"]["params"]["attack_sees_purifier"] is False
+    assert _cell(oblivious, "comdefend", "center").stages["defend"].spec.defense.params["attack_sees_purifier"] is False
 
 
 def test_white_box_attacks_see_the_purifier_and_oblivious_ones_the_bare_model(config, tmp_path, monkeypatch):
@@ -215,7 +215,7 @@ def test_white_box_attacks_see_the_purifier_and_oblivious_ones_the_bare_model(co
         return perturb(self, model, *args, **kwargs)
 
     monkeypatch.setattr(center_module.CenterAttack, "perturb", spy)
-    runner = LocalRunner(tmp_path, "cpu", threads=1)
+    runner = Runner(tmp_path, "cpu", threads=1)
     maps = {}
     for name, oblivious in (("white", False), ("oblivious", True)):
         seen.clear()

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from hashbench.config import apply_overrides
-from hashbench.plan import build_plan, plan_members
+from hashbench.harness.plan import build_plan, plan_members
 from hashbench.results import load
-from hashbench.runner import LocalRunner
+from hashbench.harness.runner import Runner
 
 METHODS = ["dph", "dpsh", "hashnet", "dch", "csq", "dsdh", "dsdh-c", "greedyhash", "csq-c", "dpn", "hswd", "ortho"]
 UNTARGETED = ["center", "mainstay", "hag", "sdha"]
@@ -20,7 +20,7 @@ TARGETED = ["p2p", "dhta", "tha", "mainstay-t"]
 @pytest.fixture(scope="module")
 def demo(config, tmp_path_factory):
     root = tmp_path_factory.mktemp("demo")
-    LocalRunner(root, torch.device("cpu")).run(build_plan(config, "demo", config.grid("demo")), "demo")
+    Runner(root, torch.device("cpu")).run(build_plan(config, "demo", config.grid("demo")), "demo")
     frame = load("demo", root)
     frame[["map", "t_map", "chance_map"]] *= 100.0
     return frame.set_index(["defense", "attack"])
@@ -69,7 +69,7 @@ def test_cgat_beats_atrdh_beats_none_under_the_center_attack(demo):
 def test_every_method_learns_under_quick(config, tmp_path):
     members = apply_overrides(config, config.members("demo"),
                               [f"methods=[{','.join(METHODS)}]", "defenses=[none]", "attacks=[]"])
-    LocalRunner(tmp_path, torch.device("cpu")).run(plan_members(config, "demo", members), "methods")
+    Runner(tmp_path, torch.device("cpu")).run(plan_members(config, "demo", members), "methods")
     frame = load("methods", tmp_path).set_index("method")
     for method in METHODS:
         row = frame.loc[method]

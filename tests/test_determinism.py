@@ -7,13 +7,13 @@ from concurrent.futures import ProcessPoolExecutor
 
 import torch
 
-from hashbench.executors.parallel import _init
-from hashbench.executors.processes import worker_context
-from hashbench.executors.worker import WorkerConfig
+from hashbench.harness.executors.parallel import _init
+from hashbench.harness.executors.processes import worker_context
+from hashbench.harness.executors.worker import WorkerConfig
 
 PROBE = """
 import sys, torch
-from hashbench.executors.worker import StageWorker, WorkerConfig
+from hashbench.harness.executors.worker import StageWorker, WorkerConfig
 assert not torch.are_deterministic_algorithms_enabled()
 StageWorker(WorkerConfig(sys.argv[1], device="cpu"))
 import os

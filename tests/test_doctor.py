@@ -192,7 +192,7 @@ def test_a_cuda_device_is_named_with_its_memory(monkeypatch: pytest.MonkeyPatch)
 
     from hashbench.doctor import check_device
 
-    monkeypatch.setattr("hashbench.executors.worker.resolve_device", lambda name: torch.device("cuda", 0))
+    monkeypatch.setattr("hashbench.harness.executors.worker.resolve_device", lambda name: torch.device("cuda", 0))
     monkeypatch.setattr(torch.cuda, "get_device_properties",
                         lambda device: SimpleNamespace(name="NVIDIA H200", total_memory=140 * 2**30))
     finding, device = check_device("cuda")

@@ -17,7 +17,7 @@ from hashbench.attack import AttackContext
 from hashbench.codes import to_binary
 from hashbench.config import load_config
 from hashbench.models.hash_model import HashModel
-from hashbench.plan import build_plan
+from hashbench.harness.plan import build_plan
 from hashbench.prototype import PrototypeTrainer, circle_loss, target_candidates
 
 

@@ -17,9 +17,10 @@ import yaml
 from hashbench.config import TargetSpec, apply_overrides, load_config
 from hashbench.data.splits import Split, select_target_labels
 from hashbench.errors import ConfigError, DataError
-from hashbench.plan import build_plan
+from hashbench.harness.plan import build_plan
 from hashbench.progress import Reporter
-from hashbench.stages import StageContext, run_split
+from hashbench.harness.stages.context import StageContext
+from hashbench.harness.stages.split import run_split
 
 CGAT_RULE = {"min_count": 10, "zero_label": True}
 
@@ -69,7 +70,7 @@ def config():
 
 def split_specs(config, grid: str) -> list[dict]:
     plan = build_plan(config, grid, config.grid(grid), require_data=False)
-    return [cell.stages["split"].spec["split"] for cell in plan.cells]
+    return [cell.stages["split"].spec.split for cell in plan.cells]
 
 
 @pytest.mark.parametrize("grid", ["table1", "table2", "table3", "table4", "table5"])
@@ -86,7 +87,7 @@ def test_saat_grids_and_the_demo_take_saats_rule(config, grid):
 def test_full_plans_one_split_per_rule(config):
     """A dataset of both papers gets two split stages (same items, other targets) in ``full``."""
     plan = build_plan(config, "full", config.grid("full"), require_data=False)
-    flickr = {c.stages["split"].key: c.stages["split"].spec["split"].get("targets")
+    flickr = {c.stages["split"].key: c.stages["split"].spec.split.get("targets")
               for c in plan.cells if c.dataset == "flickr25k"}
     assert sorted(map(str, flickr.values())) == sorted([str(CGAT_RULE), "None"])
 
@@ -119,7 +120,7 @@ def test_the_split_stage_applies_the_grids_rule(tmp_path: Path):
         stage = build_plan(cfg, name, cfg.grid(name)).cells[0].stages["split"]
         art = run_split(ctx, stage)
         split = Split.from_tensors(art.tensors, art.meta["seed"])
-        labels = (ctx.dataset(stage.spec["dataset"]).labels[split.database] != 0).astype(np.uint8)
+        labels = (ctx.dataset(stage.spec.dataset).labels[split.database] != 0).astype(np.uint8)
         vectors, counts = np.unique(labels, axis=0, return_counts=True)
         return split.target_labels, {tuple(v): int(c) for v, c in zip(vectors, counts)}
 

@@ -17,8 +17,9 @@ from hashbench.cli import main
 from hashbench.config import apply_overrides, load_config
 from hashbench.errors import ConfigError
 from hashbench.models.hash_model import HashModel
-from hashbench.plan import away_from_defaults, build_plan, plan_members
-from hashbench.stages import build_model
+from hashbench.harness.plan import away_from_defaults, build_plan, plan_members
+from hashbench.harness.stages.context import build_model
+from hashbench.harness.stages.spec import PluginSpec
 
 SAAT_RECIPE = {"batch_size": 32, "augment": False, "hash_init": "pytorch_default"}
 
@@ -70,13 +71,12 @@ def test_unknown_hash_init_is_refused():
 
 @torch.no_grad()
 def test_train_spec_hash_init_reaches_the_model():
-    spec = {"backbone": {"name": "smallcnn", "params": {"width": 4, "features": 256}}, "bits": 32,
-            "method": {"name": "dph", "params": {"hash_init": "pytorch_default"}}}
+    backbone = PluginSpec("smallcnn", {"width": 4, "features": 256}, ("hashbench", "0"))
     torch.manual_seed(0)
-    start = build_model(spec, 32).hash_layer
+    start = build_model(backbone, 32, 32, method=PluginSpec("dph", {"hash_init": "pytorch_default"}, ("hashbench", "0"))).hash_layer
     assert float(start.weight.std()) > 0.03  # 1/√256/√3 ≈ 0.036; N(0, 0.01²) would give 0.01
     torch.manual_seed(0)
-    cgat = build_model({**spec, "method": {"name": "dph", "params": {}}}, 32).hash_layer
+    cgat = build_model(backbone, 32, 32, method=PluginSpec("dph", {}, ("hashbench", "0"))).hash_layer
     assert abs(float(cgat.weight.std()) - 0.01) < 0.001 and torch.count_nonzero(cgat.bias) == 0
 
 
@@ -110,8 +110,8 @@ def test_params_by_dataset_reach_only_that_datasets_stages(tmp_path):
     plan = _plan(path)
     assert {d: p["rec_weight"] for d, p in _attack_params(plan).items()} == {"shapes-tiny": 10, "shapes": 50}
     train = {c.dataset: c.stages["train"] for c in plan.cells}
-    assert train["shapes"].spec["method"]["params"]["hash_init"] == "pytorch_default"
-    assert train["shapes-tiny"].spec["method"]["params"]["hash_init"] == "normal_0.01"
+    assert train["shapes"].spec.method.params["hash_init"] == "pytorch_default"
+    assert train["shapes-tiny"].spec.method.params["hash_init"] == "normal_0.01"
     # keys: shapes' train, prepare and attack stages change; shapes-tiny's and every split stay
     before = {(c.dataset, c.attack): c for c in plain.cells}
     for cell in plan.cells:

@@ -17,9 +17,11 @@ from hashbench import registries
 from hashbench.config import load_config
 from hashbench.data.splits import Split
 from hashbench.metrics import map_at_k
-from hashbench.plan import Cell, Stage, build_plan
+from hashbench.harness.plan import Cell, build_plan
+from hashbench.harness.stages.spec import Stage
 from hashbench.progress import Reporter
-from hashbench.stages import EXECUTORS, StageContext
+from hashbench.harness.stages.kinds import KINDS
+from hashbench.harness.stages.context import StageContext
 from hashbench.store import Artifact
 
 METHODS = registries.methods.names()
@@ -95,7 +97,7 @@ class InMemoryRun:
 
     def artifact(self, stage: Stage) -> Artifact:
         if stage.key not in self.memo:
-            self.memo[stage.key] = EXECUTORS[stage.kind](self.ctx, stage)
+            self.memo[stage.key] = KINDS[stage.kind].run(self.ctx, stage)
         return self.memo[stage.key]
 
     def random_map(self, cell: Cell) -> float:
@@ -103,8 +105,8 @@ class InMemoryRun:
         split_stage = cell.stages["split"]
         art = self.artifact(split_stage)
         split = Split.from_tensors(art.tensors, art.meta["seed"])
-        labels = self.ctx.dataset(split_stage.spec["dataset"]).labels
-        bits, topk = cell.bits, cell.evaluate.spec["map_topk"]
+        labels = self.ctx.dataset(split_stage.spec.dataset).labels
+        bits, topk = cell.bits, cell.evaluate.spec.map_topk
         generator = torch.Generator().manual_seed(0)
 
         def codes(n: int) -> torch.Tensor:
@@ -160,7 +162,7 @@ def test_cgat_uses_the_clean_models_csq_centres(run):
     swapped["method.tie"] = -clean.tensors["method.tie"]
     run.memo[cell.stages["train"].key] = Artifact(swapped, clean.meta)
     try:
-        defended = EXECUTORS["defend"](run.ctx, cell.stages["defend"])
+        defended = KINDS["defend"].run(run.ctx, cell.stages["defend"])
     finally:
         run.memo[cell.stages["train"].key] = clean
     assert torch.equal(defended.tensors["method.centers"], swapped["method.centers"])

@@ -278,11 +278,11 @@ def test_the_evaluate_stage_records_both_metrics(tmp_path):
     p2 = precision_at_radius(codes["query"], codes["database"], query, database, r=2)
     assert p2 == pytest.approx(ref_precision_at_radius(codes["query"].tolist(), codes["database"].tolist(),
                                                        query.tolist(), database.tolist(), 2), abs=1e-12)
-    from hashbench.stages import run_evaluate
-    from hashbench.plan import Stage
+    from hashbench.harness.stages.evaluate import EvaluateSpec, run_evaluate
+    from hashbench.harness.stages.spec import Stage
 
     stages = victim._stages
-    evaluate = Stage("evaluate", {"attack": None, "map_topk": victim.map_topk, "pn": [5, 40], "radius": 2},
+    evaluate = Stage(EvaluateSpec(None, map_topk=victim.map_topk, pn=[5, 40], radius=2),
                      {"split": stages["split"], "encode": stages["encode"]})
     metrics_ = run_evaluate(victim._ctx, evaluate).meta["metrics"]
     assert metrics_["precision_radius"] == {"radius": 2, "precision": p2}

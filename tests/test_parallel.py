@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from hashbench.errors import UserError
-from hashbench.executors.parallel import threads_per_worker
-from hashbench.runner import LocalRunner
+from hashbench.harness.executors.parallel import threads_per_worker
+from hashbench.harness.runner import Runner
 from hashbench.store import ArtifactStore
 from runner_helpers import SMALL_STAGES, metrics, small_cli_args, small_plan, timings
 
@@ -24,14 +24,14 @@ def sequential(tmp_path_factory, config):
     root = tmp_path_factory.mktemp("sequential")
     threads = torch.get_num_threads()
     try:  # same threads, so the same float reductions
-        LocalRunner(root, "cpu", threads=threads_per_worker(2)).run(small_plan(config), "smoke")
+        Runner(root, "cpu", threads=threads_per_worker(2)).run(small_plan(config), "smoke")
     finally:
         torch.set_num_threads(threads)
     return root
 
 
 def test_two_workers_give_the_same_records(sequential, config, tmp_path):
-    summary = LocalRunner(tmp_path, "cpu", workers=2).run(small_plan(config), "smoke")
+    summary = Runner(tmp_path, "cpu", workers=2).run(small_plan(config), "smoke")
     assert summary.executed == SMALL_STAGES and not summary.failed
     assert metrics("smoke", tmp_path) == metrics("smoke", sequential)
     keys = [t["key"] for t in timings(tmp_path)]
@@ -42,7 +42,7 @@ def test_two_workers_give_the_same_records(sequential, config, tmp_path):
 def test_threads_are_set_for_the_run_and_recorded(config, tmp_path):
     before = torch.get_num_threads()
     try:
-        LocalRunner(tmp_path, "cpu", threads=1).run(small_plan(config, ["defenses=[none]", "attacks=[]"]), "one")
+        Runner(tmp_path, "cpu", threads=1).run(small_plan(config, ["defenses=[none]", "attacks=[]"]), "one")
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
@@ -51,7 +51,7 @@ def test_threads_are_set_for_the_run_and_recorded(config, tmp_path):
 
 def test_zero_threads_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="--threads must be at least 1"):
-        LocalRunner(tmp_path, "cpu", threads=0)
+        Runner(tmp_path, "cpu", threads=0)
 
 
 def test_a_stage_another_process_holds_is_waited_for_not_repeated(sequential, config, tmp_path):
@@ -74,7 +74,7 @@ def test_a_stage_another_process_holds_is_waited_for_not_repeated(sequential, co
 
     thread = threading.Thread(target=other_process)
     thread.start()
-    summary = LocalRunner(tmp_path, "cpu").run(plan, "waited")
+    summary = Runner(tmp_path, "cpu").run(plan, "waited")
     thread.join()
     assert "train" not in summary.executed and summary.cached == {"train": 1}
     # the warm start is an input of train, scheduled before the model appeared in the store
@@ -105,7 +105,7 @@ def test_the_cli_starts_the_fork_server_before_it_imports_torch(tmp_path):
     # stage waits for them (≈ 2.5 s on two cores)
     probe = (
         "import sys\n"
-        "import hashbench.executors.processes as processes\n"
+        "import hashbench.harness.executors.processes as processes\n"
         "def started():\n"
         "    print('torch imported when the server started:', 'torch' in sys.modules)\n"
         "    sys.exit(0)\n"

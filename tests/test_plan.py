@@ -13,10 +13,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from hashbench import registries
 from hashbench.config import apply_overrides, load_config, load_grid_file
-from hashbench.cost import Sizes, estimate_plan, forward_flops, stage_flops
+from hashbench.harness.sizes import Sizes
+from hashbench.harness.cost import estimate_plan, stage_flops
+from hashbench.harness.flops import forward_flops
 from hashbench.errors import ConfigError
 from hashbench.models.hash_model import HashModel
-from hashbench.plan import CLEAN, build_plan, plan_members
+from hashbench.harness.plan import CLEAN, build_plan, plan_members
+from hashbench.harness.stages.spec import PluginSpec
 from hashbench.store import ArtifactStore
 from runner_helpers import SMALL_STAGES, small_plan, unregistered
 
@@ -49,7 +52,7 @@ def test_full_plans_every_shared_stage_once(full, config):
     # (Table 5), DPH × 3 datasets × 4 bit lengths (SAAT)
     assert counts["train"] == 9 + 5 + 12
     trains = [s for s in full.stages() if s.kind == "train"]
-    ids = Counter((s.spec["method"]["name"], s.inputs["split"].spec["dataset"]["name"], s.spec["bits"]) for s in trains)
+    ids = Counter((s.spec.method.name, s.inputs["split"].spec.dataset.name, s.spec.bits) for s in trains)
     assert len(ids) == 26 and max(ids.values()) == 1  # each trained once per method × dataset × bits × seed
     # defended models: ATRDH and CgAT of the 14 CgAT models, ATRDH and SAAT of the 12 DPH models
     assert counts["defend"] == 14 * 2 + 12 * 2
@@ -61,7 +64,7 @@ def test_full_plans_every_shared_stage_once(full, config):
     assert counts["attack"] == 27 * 6 + 9 + 15 * 6 + 12 * 8 + 24 * 3
     assert counts["evaluate"] == counts["attack"] + counts["encode"] == len(full.cells)
     prepared = {n for n in registries.attacks.names() if registries.attacks.get(n).has_prepare()}
-    assert counts.get("prepare", 0) == sum(s.spec["attack"]["name"] in prepared for s in full.stages() if s.kind == "attack")
+    assert counts.get("prepare", 0) == sum(s.spec.attack.name in prepared for s in full.stages() if s.kind == "attack")
     # one split per dataset × seed × target rule, shared by every cell of a paper (so its targeted
     # attacks share target labels): the CgAT grids draw targets by DHTA's rule, the SAAT grids by SAAT's
     assert counts["split"] == 6
@@ -173,7 +176,7 @@ def test_overrides_set_axes_and_parameters(config):
     assert grid.attacks == ["center"] and grid.bits == [32] and grid.seeds == [0, 1]
     assert grid.params["attacks"]["center"] == {"iterations": 5}
     plan = plan_members(config, "smoke", members)
-    assert {s.spec["attack"]["params"]["iterations"] for s in plan.stages() if s.kind == "attack"} == {5}
+    assert {s.spec.attack.params["iterations"] for s in plan.stages() if s.kind == "attack"} == {5}
     assert plan.counts()["split"] == 2
 
 
@@ -266,9 +269,9 @@ def test_missing_data_is_an_error_when_planning_a_run(config):
 # --- cost -------------------------------------------------------------------------------------
 
 def test_forward_flops_match_a_real_forward(config):
-    spec = {"name": "smallcnn", "params": {"width": 8, "features": 64}}
+    spec = PluginSpec("smallcnn", {"width": 8, "features": 64}, ("hashbench", "0"))
     counter = FlopCounterMode(display=False)
-    model = HashModel(registries.backbones.create("smallcnn", spec["params"]).build(32), 16)
+    model = HashModel(registries.backbones.create("smallcnn", dict(spec.params)).build(32), 16)
     with counter, torch.no_grad():
         model(torch.zeros(1, 3, 32, 32))
     assert forward_flops(spec, 32, 16) == counter.get_total_flops() > 0
@@ -280,14 +283,14 @@ def test_stage_flops_follow_the_cost_model(config):
     sizes = Sizes(train=120, query=40, database=200, image_size=32, classes=6)
     assert plan.sizes[cell.stages["split"].key] == sizes
     train = cell.stages["train"]
-    f = forward_flops(train.spec["backbone"], 32, 16)
-    epochs = train.spec["method"]["params"]["epochs"]
+    f = forward_flops(train.spec.backbone, 32, 16)
+    epochs = train.spec.method.params["epochs"]
     assert stage_flops(train, sizes) == 3 * epochs * 120 * f
-    iters = cell.stages["attack"].spec["attack"]["params"]["iterations"]
+    iters = cell.stages["attack"].spec.attack.params["iterations"]
     assert stage_flops(cell.stages["attack"], sizes) == 40 * (3 * iters + 2) * f
     assert stage_flops(cell.stages["encode"], sizes) == (200 + 120 + 40) * f
     assert stage_flops(cell.stages["evaluate"], sizes) == 2 * 40 * 200 * 16
-    defend = cell.stages["defend"].spec["defense"]["params"]
+    defend = cell.stages["defend"].spec.defense.params
     assert stage_flops(cell.stages["defend"], sizes) == defend["epochs"] * 120 * (6 + 3 * defend["iterations"]) * f
 
 
@@ -307,7 +310,7 @@ def _prepare_stage(config, attack: str):
 
 def test_tha_prepare_is_priced_as_its_prototype_training(config):
     stage, _ = _prepare_stage(config, "tha")
-    p = stage.spec["attack"]["params"]
+    p = stage.spec.attack.params
     sizes = Sizes(120, 40, 200, 32, 6)
     h1, h2 = p["proto_hidden"]
     classes, bits, batch, train = 6, 16, p["proto_batch_size"], 120
@@ -322,8 +325,8 @@ def test_prosgan_prepare_counts_its_gan_on_every_training_image(config):
     sizes = Sizes(120, 40, 200, 32, 6)
     flops = stage_flops(stage, sizes)
     train = next(s for s in plan.stages() if s.kind == "train")
-    f = forward_flops(train.spec["backbone"], 32, 16)
-    model_passes = stage.spec["attack"]["params"]["epochs"] * 120 * 3 * f
+    f = forward_flops(train.spec.backbone, 32, 16)
+    model_passes = stage.spec.attack.params["epochs"] * 120 * 3 * f
     assert flops > model_passes > 0  # the generator and discriminator cost on top of the attacked model
 
 

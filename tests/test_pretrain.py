@@ -13,9 +13,9 @@ from PIL import Image
 
 from hashbench.cli import main
 from hashbench.config import apply_overrides
-from hashbench.plan import plan_members
+from hashbench.harness.plan import plan_members
 from hashbench.results import read_records
-from hashbench.runner import LocalRunner
+from hashbench.harness.runner import Runner
 from hashbench.store import ArtifactStore
 
 FAST = ["methods=[dpsh]", "defenses=[none]", "attacks=[]"]
@@ -66,7 +66,7 @@ def test_warm_start_learns_the_labels_and_training_starts_from_it(config, tmp_pa
     # a negligible hashing lr: the trained backbone's weights must be the warm start's
     plan = _plan(config, "params.backbones.smallcnn.pretrain_epochs=4", "params.backbones.smallcnn.pretrain_lr=0.01",
                  "params.methods.dpsh.lr=1e-12")
-    LocalRunner(tmp_path, torch.device("cpu")).run(plan, "warm")
+    Runner(tmp_path, torch.device("cpu")).run(plan, "warm")
     store = ArtifactStore(tmp_path / "store")
     warm = store.load("pretrain", _stage(plan, "pretrain").key)
     trained = store.load("train", _stage(plan, "train").key)

@@ -22,9 +22,11 @@ from hashbench.codes import to_binary
 from hashbench.config import load_config
 from hashbench.errors import ConfigError, PluginError
 from hashbench.metrics import map_at_k
-from hashbench.plan import build_plan
+from hashbench.harness.plan import build_plan
 from hashbench.progress import Reporter
-from hashbench.stages import BUDGET_TOLERANCE, EXECUTORS, StageContext, _attack_context, _check_batch, _split_of, load_model
+from hashbench.harness.stages.attack import BUDGET_TOLERANCE, check_batch
+from hashbench.harness.stages.kinds import KINDS
+from hashbench.harness.stages.context import StageContext, attack_context, load_model, split_of
 from hashbench.testing import tiny_victim
 
 # --- parameters ---------------------------------------------------------------------------
@@ -143,17 +145,17 @@ class Harness:
         self.store = {}
         self.ctx = StageContext(torch.device("cpu"), Reporter(), lambda stage: self.store[stage.key])
         for stage in self.plan.stages():
-            self.store[stage.key] = EXECUTORS[stage.kind](self.ctx, stage)
+            self.store[stage.key] = KINDS[stage.kind].run(self.ctx, stage)
         self.cell = next(c for c in self.plan.cells if c.attack == "prosgan")
         self.stages = self.cell.stages
-        self.dataset, self.split = _split_of(self.ctx, self.stages["split"])
+        self.dataset, self.split = split_of(self.ctx, self.stages["split"])
         self.model = load_model(self.ctx, self.stages["train"]).requires_grad_(False)
 
     def artifact(self, kind):
         return self.store[self.stages[kind].key]
 
     def context(self, attack, seed=0):
-        return _attack_context(self.ctx, self.stages["attack"], attack, torch.Generator().manual_seed(seed))
+        return attack_context(self.ctx, self.stages["attack"].inputs, attack, torch.Generator().manual_seed(seed))
 
 
 @pytest.fixture(scope="module")
@@ -210,7 +212,7 @@ def test_epsilon_clip_is_respected(tiny):
     assert attack.bounded and ctx.epsilon == eps
     assert float((x_adv - x).abs().max()) <= eps + BUDGET_TOLERANCE
     assert x_adv.min() >= 0 and x_adv.max() <= 1
-    _check_batch("prosgan", ["hashbench", "0"], attack.bounded, x, x_adv, eps)  # the harness accepts it
+    check_batch("prosgan", ["hashbench", "0"], attack.bounded, x, x_adv, eps)  # the harness accepts it
 
 
 def test_state_from_other_settings_is_refused(tiny):
@@ -261,13 +263,13 @@ def test_attack_raises_t_map_towards_the_requested_target():
 
 
 def test_the_discriminator_is_counted_plain_with_the_same_flops_and_once_per_process(monkeypatch):
-    from hashbench import cost
-    from hashbench.cost import class_flops, module_flops
+    from hashbench.api import flops
+    from hashbench.api.flops import class_flops, module_flops
 
     spectral = module_flops(lambda: PatchDiscriminator(32, 7, width=8), (1, 3, 32, 32))
     assert module_flops(lambda: PatchDiscriminator(32, 7, width=8, spectral=False), (1, 3, 32, 32)) == spectral
     counted = []
-    monkeypatch.setattr(cost, "module_flops", lambda build, *shapes: counted.append(shapes) or module_flops(build, *shapes))
+    monkeypatch.setattr(flops, "module_flops", lambda build, *shapes: counted.append(shapes) or module_flops(build, *shapes))
     class_flops.cache_clear()
     assert class_flops(PatchDiscriminator, (32, 7, 8, False), (1, 3, 32, 32)) == spectral
     assert class_flops(PatchDiscriminator, (32, 7, 8, False), (1, 3, 32, 32)) == spectral

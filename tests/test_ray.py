@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from hashbench.runner import LocalRunner, Runner
+from hashbench.harness.runner import Runner
 from runner_helpers import SMALL_STAGES, metrics, small_plan, timings
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
@@ -16,7 +16,7 @@ def test_ray_gives_the_records_of_the_local_executor(config, tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # both executors on one thread: float reductions then agree bit for bit
     try:
-        LocalRunner(tmp_path / "local", "cpu").run(plan, "smoke")
+        Runner(tmp_path / "local", "cpu").run(plan, "smoke")
     finally:
         torch.set_num_threads(threads)
     # pinned: Ray gives its workers one thread only when OMP_NUM_THREADS is not set already

@@ -525,13 +525,13 @@ def test_unknown_run_raises_user_error(tmp_path: Path) -> None:
 # --- a real run -------------------------------------------------------------------------------------
 
 def test_smoke_run_report_has_real_examples(tmp_path: Path, config) -> None:
-    from hashbench.plan import build_plan
-    from hashbench.runner import LocalRunner
+    from hashbench.harness.plan import build_plan
+    from hashbench.harness.runner import Runner
 
     grid = config.grid("smoke").model_copy(
         update={"methods": ["dpsh"], "attacks": ["center"], "defenses": ["none", "cgat"]})
     plan = build_plan(config, "smoke", grid)
-    LocalRunner(tmp_path, torch.device("cpu")).run(plan, "smoke")
+    Runner(tmp_path, torch.device("cpu")).run(plan, "smoke")
     record = next(r for r in read_records("smoke", tmp_path) if r["cell"]["attack"] == "center")
     examples = record["metrics"]["examples"]
     assert len(examples["queries"]) == 4 and all(len(t) == 10 for t in examples["top"])

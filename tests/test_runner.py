@@ -7,15 +7,15 @@ import pytest
 import torch
 
 from hashbench import registries
-from hashbench.plan import PlanOptions
+from hashbench.harness.plan import PlanOptions
 from hashbench.results import load, read_records
-from hashbench.runner import LocalRunner
+from hashbench.harness.runner import Runner
 from hashbench.store import ArtifactStore
 from runner_helpers import SMALL_CELLS, SMALL_STAGES, metrics, small_plan, timings
 
 
 def _run(config, results_dir, extra=None, run="smoke", options=None):
-    return LocalRunner(results_dir, torch.device("cpu")).run(small_plan(config, extra, options), run)
+    return Runner(results_dir, torch.device("cpu")).run(small_plan(config, extra, options), run)
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +177,7 @@ def test_the_planned_datasets_are_reused_by_the_stages(config, tmp_path, monkeyp
         raise AssertionError("the dataset was opened a second time")
 
     monkeypatch.setattr(registries.datasets, "create", refuse)
-    summary = LocalRunner(tmp_path, "cpu").run(plan, "reuse")
+    summary = Runner(tmp_path, "cpu").run(plan, "reuse")
     assert not summary.failed and summary.executed["split"] == 1
 
 
@@ -187,8 +187,8 @@ def test_bf16_autocast_and_channels_last_on_cpu(config, tmp_path):
     a, b = plain.cells[1].stages, amp.cells[1].stages
     assert a["split"].key == b["split"].key  # precision is part of the keys of what it changes
     assert a["train"].key != b["train"].key and a["attack"].key != b["attack"].key
-    assert "amp" not in b["attack"].spec  # attacks stay fp32 unless asked
-    summary = LocalRunner(tmp_path, "cpu", channels_last=True).run(amp, "bf16")
+    assert "amp" not in b["attack"].spec.to_json()  # attacks stay fp32 unless asked
+    summary = Runner(tmp_path, "cpu", channels_last=True).run(amp, "bf16")
     assert not summary.failed
     assert json.loads((tmp_path / "bf16" / "run.json").read_text())["channels_last"] is True
     records = read_records("bf16", tmp_path)

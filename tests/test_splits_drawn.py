@@ -23,7 +23,7 @@ from hashbench.config import SplitSpec, default_registry_path, load_config
 from hashbench.data.listfile import DuplicateLinesWarning, ListFile
 from hashbench.data.splits import make_split
 from hashbench.errors import ConfigError, DataError
-from hashbench.plan import build_plan
+from hashbench.harness.plan import build_plan
 from hashbench.report.html import render_html
 
 N = 30

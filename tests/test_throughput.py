@@ -6,8 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from hashbench import cost, throughput
-from hashbench.cost import Sizes, estimate_plan, images_read, stage_flops, stage_work
+from hashbench.harness import cost, flops, throughput
+from hashbench.harness.sizes import Sizes
+from hashbench.harness.cost import estimate_plan, images_read, stage_flops, stage_work
+from hashbench.harness.stages.kinds import KINDS
+from hashbench.harness.stages.spec import PluginSpec
 from hashbench.data.shapes import Shapes
 from hashbench.store import ArtifactStore
 from runner_helpers import small_plan
@@ -49,12 +52,12 @@ def test_stages_read_their_images_and_time_their_own_network(config):
     cell = next(c for c in plan.cells if c.attack == "center" and c.defense == "cgat")
     sizes = Sizes(train=120, query=40, database=200, image_size=32, classes=6)
     train, defend = cell.stages["train"], cell.stages["defend"]
-    epochs = train.spec["method"]["params"]["epochs"]
-    assert images_read(train, sizes) == (epochs * 120, train.spec["method"]["params"]["augment"])
+    epochs = train.spec.method.params["epochs"]
+    assert images_read(train, sizes) == (epochs * 120, train.spec.method.params["augment"])
     assert images_read(cell.stages["encode"], sizes) == (360, False)
     assert images_read(cell.stages["attack"], sizes) == (40, False)
     assert images_read(cell.stages["evaluate"], sizes) == (0, False)
-    assert stage_work(train, sizes).batch == min(train.spec["method"]["params"]["batch_size"], 120)
+    assert stage_work(train, sizes).batch == min(train.spec.method.params["batch_size"], 120)
     assert stage_work(defend, sizes).mode == "train" and stage_work(cell.stages["encode"], sizes).mode == "infer"
     assert stage_work(cell.stages["attack"], sizes).batch <= 40  # never more than the queries
     assert stage_work(cell.stages["evaluate"], sizes) is None
@@ -99,13 +102,13 @@ def test_attack_stage_flops_are_the_plugins_count_per_query(config):
     sizes = Sizes(train=120, query=40, database=200, image_size=32, classes=6)
     by_defense = {c.defense: c for c in plan.cells if c.attack == "si-ni-fgsm"}
     plain, purified = by_defense["none"].stages, by_defense["comdefend"].stages
-    f = cost.forward_flops(plain["train"].spec["backbone"], 32, plain["train"].spec["bits"])
-    p = plain["attack"].spec["attack"]["params"]
+    f = flops.forward_flops(plain["train"].spec.backbone, 32, plain["train"].spec.bits)
+    p = plain["attack"].spec.attack.params
     passes = 3 * p["iterations"] * p["scales"] + 2
     assert stage_flops(plain["attack"], sizes) == 40 * passes * f
     # behind ComDefend, every pass also runs the purifier
-    purifier = cost.purifier_flops(purified["defend"].spec["defense"], 32)
-    assert purifier > 0 and cost.purifier_flops({"name": "cgat", "params": {}}, 32) == 0
+    purifier = flops.purifier_flops(purified["defend"].spec.defense, 32)
+    assert purifier > 0 and flops.purifier_flops(PluginSpec("cgat", {}, ("hashbench", "0")), 32) == 0
     assert stage_flops(purified["attack"], sizes) == 40 * passes * (f + purifier)
     assert stage_flops(purified["encode"], sizes) == 360 * (f + purifier)
 
@@ -124,8 +127,8 @@ def test_evaluate_first_run_is_its_metrics_probe_plus_the_record_and_the_overhea
     evaluate = next(s for s in plan.stages() if s.kind == "evaluate")
     sizes = Sizes(train=120, query=40, database=200, image_size=32, classes=6)
     assert cost.first_run_seconds(evaluate, sizes, "cpu", None) == pytest.approx(0.875)
-    assert calls == [(40, 200, evaluate.inputs["encode"].inputs["model"].spec["bits"], 6, evaluate.spec["map_topk"],
-                      tuple(evaluate.spec["pn"]), evaluate.spec["radius"])]
+    assert calls == [(40, 200, evaluate.inputs["encode"].inputs["model"].spec.bits, 6, evaluate.spec.map_topk,
+                      tuple(evaluate.spec.pn), evaluate.spec.radius)]
 
 
 def test_evaluate_probe_scales_with_the_queries(monkeypatch):
@@ -154,6 +157,6 @@ def test_the_first_training_stage_pays_the_optimiser_import_once(config, tmp_pat
     without = {r.stage: r.estimated_s for r in estimate_plan(plan, store, torch.device("cpu"), [])}
     monkeypatch.setattr(cost, "first_optimiser_s", lambda: 7.0)
     with_startup = {r.stage: r.estimated_s for r in estimate_plan(plan, store, torch.device("cpu"), [])}
-    first = next(k for k in cost.TRAINING_KINDS if k in without)
+    first = next(k for k, kind in KINDS.items() if kind.trains and k in without)
     assert with_startup[first] == pytest.approx(without[first] + 7.0)
     assert all(with_startup[k] == pytest.approx(v) for k, v in without.items() if k != first)

@@ -17,14 +17,14 @@ from hashbench.codes import to_binary
 from hashbench.config import apply_overrides, load_config, load_grid_file
 from hashbench.errors import ConfigError
 from hashbench.models.purifier import PurifiedModel
-from hashbench.plan import CLEAN, model_id, plan_members
+from hashbench.harness.plan import CLEAN, model_id, plan_members
 from hashbench.progress import Reporter
 from hashbench.report import build_report, render_html
 from hashbench.report.export import to_csv, to_json, to_markdown
 from hashbench.report.leaderboard import leaderboards
 from hashbench.results import load, read_records
-from hashbench.runner import LocalRunner
-from hashbench.stages import StageContext, _split_of, load_model
+from hashbench.harness.runner import Runner
+from hashbench.harness.stages.context import StageContext, load_model, split_of
 from hashbench.store import ArtifactStore
 from report_records import RUN, XSS, make_record, write_run
 
@@ -67,7 +67,7 @@ def test_transfer_plans_one_craft_per_surrogate_and_attack_shared_by_its_victims
         assert cell.cell_id.endswith(f"-{cell.attack}-from-{cell.surrogate}-s{cell.seed}")
         own = white_box[(cell.dataset, cell.surrogate, cell.attack, cell.seed)].stages["attack"]
         craft = cell.stages["craft"]
-        assert craft.spec == own.spec and {k: s.key for k, s in craft.inputs.items()} == \
+        assert craft.spec.to_json() == own.spec.to_json() and {k: s.key for k, s in craft.inputs.items()} == \
             {k: s.key for k, s in own.inputs.items()}  # exactly the surrogate's white-box attack
         victim = white_box[(cell.dataset, model_id(cell.method, cell.backbone, cell.bits, cell.defense),
                             cell.attack, cell.seed)]
@@ -77,7 +77,7 @@ def test_transfer_plans_one_craft_per_surrogate_and_attack_shared_by_its_victims
         assert cell.evaluate.inputs["codes"] is transfer
         assert cell.evaluate.inputs["encode"].key == victim.stages["encode"].key
         assert cell.coords["surrogate"] == cell.surrogate
-        assert cell.resolved_params()["attack"] == own.spec["attack"]["params"]
+        assert cell.resolved_params()["attack"] == own.spec.attack.params
 
 
 def test_a_bad_transfer_value_names_the_grid(tmp_path: Path, config) -> None:
@@ -108,7 +108,7 @@ def transfer_run(tmp_path_factory: pytest.TempPathFactory, config):
     plan = _plan(config, RUN_SET)
     threads = torch.get_num_threads()
     try:
-        summary = LocalRunner(root, "cpu").run(plan, "t")
+        summary = Runner(root, "cpu").run(plan, "t")
     finally:
         torch.set_num_threads(threads)
     assert not summary.failed
@@ -127,7 +127,7 @@ def test_craft_keeps_the_surrogates_adversarial_queries_within_its_budget(transf
     assert len(crafts) == 3 * 2
     for craft in crafts.values():
         art = store.load("craft", craft.key)
-        dataset, split = _split_of(ctx, craft.inputs["split"])
+        dataset, split = split_of(ctx, craft.inputs["split"])
         clean = dataset.images(split.query)
         images = art.tensors["images"]
         assert images.dtype == torch.float32 and images.shape == clean.shape
@@ -190,7 +190,7 @@ def test_records_and_results_carry_the_surrogate(transfer_run) -> None:
             assert record["provenance"]["artifact_keys"]["craft"] == cell.stages["craft"].key
             assert record["perturbation"]["linf_max"] <= record["perturbation"]["epsilon"] + 1e-5
             assert record["timing"]["attack_wall_s"] > 0  # the surrogate's crafting
-            assert record["params"]["attack"] == cell.stages["craft"].spec["attack"]["params"]
+            assert record["params"]["attack"] == cell.stages["craft"].spec.attack.params
     frame = load("t", root)
     transfer = frame[frame["surrogate"].notna()]
     assert len(transfer) == 3 * 2 * 2 and frame["surrogate"].isna().sum() == 3 * 3

@@ -4,7 +4,7 @@
 returns: every image, query or database item, passes through the purifier before the hash
 model.  The defend stage stores the hash model's weights under ``model.`` (exactly the clean
 model's) and the purifier's under ``purifier.``; loading rebuilds the purifier from the defense
-plugin named in the artifact's meta (:func:`hashbench.stages.load_model`).
+plugin named in the artifact's meta (:func:`hashbench.harness.stages.load_model`).
 
 ``attack_sees_purifier`` chooses the threat model: white-box (``True``), attacks differentiate
 through the purifier; oblivious (``False``), attacks are crafted on the bare hash model

@@ -22,7 +22,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from ..plan import STAGE_KINDS
+from hashbench.harness.stages.kinds import STAGE_KINDS
 from .model import Report, build_report
 from .data import Failure, RunData
 from .examples import Example, ExampleQuery, ImagePool, examples

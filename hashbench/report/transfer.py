@@ -1,7 +1,7 @@
 """Black-box transfer tables: per dataset and attack, surrogate models × victim models.
 
 A transfer cell attacks a victim model with the adversarial queries an attack crafted on another
-model of the grid, its surrogate (``transfer: true`` grids, :mod:`hashbench.plan`).  One
+model of the grid, its surrogate (``transfer: true`` grids, :mod:`hashbench.harness.plan`).  One
 :class:`~.layouts.Layout` per dataset and attack: rows are surrogates, columns victims, each cell
 the victim's MAP (t-MAP for a targeted attack) under the surrogate's queries, mean ± std over
 seeds.  The diagonal (surrogate = victim) is the white-box number of the ordinary cell.  Under
@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-from ..plan import model_id
+from hashbench.harness.plan import model_id
 from .layouts import CHANCE, Cell, Column, Layout, Row, RowGroup, rounded
 from .names import CLEAN, label, model_label, sort_key
 from .tables import Stats, mean_std
@@ -38,7 +38,7 @@ def _order(key: ModelKey) -> tuple:
 
 
 def _names(frames: Iterable[pd.DataFrame]) -> dict[str, ModelKey]:
-    """:func:`~hashbench.plan.model_id` → model, for every model with a row in ``frames``."""
+    """:func:`~hashbench.harness.plan.model_id` → model, for every model with a row in ``frames``."""
     found: dict[str, ModelKey] = {}
     for frame in frames:
         for values in frame[MODEL_COLUMNS].drop_duplicates().itertuples(index=False):

@@ -21,7 +21,7 @@ import pytest
 
 from hashbench.results import read_records
 from hashbench.store import ArtifactStore, CorruptArtifact, NewerFormat
-from hashbench.timings import read_timings
+from hashbench.harness.timings import read_timings
 
 from .conftest import FAST, invoke
 

@@ -18,9 +18,9 @@ import torch
 
 from hashbench import registries
 from hashbench.results import read_records
-from hashbench.runner import LocalRunner
+from hashbench.harness.runner import Runner
 from hashbench.store import ArtifactStore
-from hashbench.timings import read_timings
+from hashbench.harness.timings import read_timings
 from runner_helpers import (SMALL_STAGES, cli_command, cli_env, metrics, partials, reference_run, run_cli,
                             small_cli_args, small_plan)
 
@@ -273,28 +273,30 @@ def test_disk_full_while_writing_a_record(config, tmp_path, monkeypatch):
     monkeypatch.setattr(os, "fdopen", lambda *args, **kwargs: FillsUp(real_fdopen(*args, **kwargs)))
     plan = small_plan(config, NO_DEFENSE + ["attacks=[]"])
     with pytest.raises(Exception, match=r"cannot write .*records.*\.json: disk full") as caught:
-        LocalRunner(tmp_path, "cpu").run(plan, "smoke")
+        Runner(tmp_path, "cpu").run(plan, "smoke")
     assert type(caught.value).__name__ == "StoreWriteError"
     records = tmp_path / "smoke" / "records"
     assert not list(records.iterdir())  # neither the record nor its temporary file is left
     manifest = json.loads((tmp_path / "smoke" / "run.json").read_text())
     assert manifest["status"] == "aborted" and "disk full" in manifest["error"] and manifest["finished"]
     monkeypatch.setattr(os, "fdopen", real_fdopen)
-    summary = LocalRunner(tmp_path, "cpu").run(plan, "smoke")
+    summary = Runner(tmp_path, "cpu").run(plan, "smoke")
     assert summary.executed == {} and not summary.failed  # every stage was kept; only the record was missing
     assert [r["status"] for r in read_records("smoke", tmp_path)] == ["ok"]
 
 
 def test_an_interrupted_run_says_so_in_run_json(config, tmp_path, monkeypatch):
     """Ctrl-C during a stage: the interrupt propagates and run.json no longer claims "running"."""
-    from hashbench import stages
+    import dataclasses
+
+    from hashbench.harness.stages.kinds import KINDS
 
     def interrupt(ctx, stage):
         raise KeyboardInterrupt
 
-    monkeypatch.setitem(stages.EXECUTORS, "train", interrupt)
+    monkeypatch.setitem(KINDS, "train", dataclasses.replace(KINDS["train"], run=interrupt))
     with pytest.raises(KeyboardInterrupt):
-        LocalRunner(tmp_path, "cpu").run(small_plan(config, NO_DEFENSE + ["attacks=[]"]), "smoke")
+        Runner(tmp_path, "cpu").run(small_plan(config, NO_DEFENSE + ["attacks=[]"]), "smoke")
     manifest = json.loads((tmp_path / "smoke" / "run.json").read_text())
     assert manifest["status"] == "interrupted" and manifest["error"] == "KeyboardInterrupt: "
     assert manifest["finished"] and manifest["wall_s"] > 0
@@ -322,7 +324,7 @@ def test_nan_loss_fails_its_cell_with_epoch_and_step(config, tmp_path):
     try:
         plan = small_plan(config, ["methods=[dpsh,nanloss]", "defenses=[none]", "attacks=[center]",
                                    "params.methods.nanloss.epochs=2", "params.methods.nanloss.batch_size=32"])
-        summary = LocalRunner(tmp_path, torch.device("cpu")).run(plan, "nan")
+        summary = Runner(tmp_path, torch.device("cpu")).run(plan, "nan")
     finally:
         registries.methods.unregister("nanloss")
     records = {r["cell_id"]: r for r in read_records("nan", tmp_path)}

@@ -118,8 +118,8 @@ def test_a_run_name_is_a_name(tmp_path: Path, name: str, shown: str) -> None:
 
 
 def test_the_runner_itself_refuses_a_path_as_run_name(tmp_path: Path, config) -> None:
-    from hashbench.plan import build_plan
-    from hashbench.runner import Runner
+    from hashbench.harness.plan import build_plan
+    from hashbench.harness.runner import Runner
 
     theirs = _someone_elses_run(tmp_path / "theirs")
     before = _snapshot(theirs)

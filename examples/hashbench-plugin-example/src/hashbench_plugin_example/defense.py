@@ -10,7 +10,7 @@ from pydantic import Field
 from hashbench.defense import Defense, DefenseContext
 from hashbench.methods.base import HashMethod, SGDParams
 from hashbench.models.hash_model import HashModel
-from hashbench.stages import encode_images
+from hashbench.harness.stages.encode import encode_images
 from hashbench.training import TrainData, run_epochs
 
 

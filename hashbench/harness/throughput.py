@@ -3,7 +3,7 @@
 Before a device has recorded timings, ``hashbench plan`` turns a stage's FLOPs into seconds
 with the rate of the stage's own network, measured here in a fraction of a second:
 
-- :func:`measure_rate`: a network (:func:`hashbench.cost.network_rate`: the hash model of the
+- :func:`measure_rate`: a network (:func:`hashbench.harness.cost.network_rate`: the hash model of the
   stage's backbone, image side and output count) run on random images at the stage's batch size. ``"train"`` times a training step (forward,
   backward, an optimiser step), the work of pretrain, train, defend, prepare and attack stages;
   ``"infer"`` a forward pass without gradients, the work of encode. The rate is the counted
@@ -37,9 +37,9 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from .data.base import HashDataset
-from .metrics import retrieval_metrics
-from .store import Artifact, ArtifactStore, write_json_atomic
+from hashbench.data.base import HashDataset
+from hashbench.metrics import retrieval_metrics
+from hashbench.store import Artifact, ArtifactStore, write_json_atomic
 
 #: the most FLOPs one timed step may take on a CPU (about half a second on two cores)
 PROBE_FLOPS = 5e10

@@ -19,45 +19,35 @@ import heapq
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from . import __version__
-from .errors import ArtifactError, UserError
-from .executors.worker import StageResult, WorkerConfig, resolve_device, store_root
-from .plan import Cell, Plan, Stage
-from .progress import Reporter
-from .results import RECORD_SCHEMA_VERSION, check_run_name, writable_results_dir
-from .stages import perturbation_summary
-from .store import ArtifactStore, StoreWriteError, write_json_atomic
+from hashbench import __version__
+from hashbench.errors import ArtifactError, UserError
+from hashbench.harness.executors.base import Executor
+from hashbench.harness.executors.local import InlineExecutor
+from hashbench.harness.executors.parallel import PoolExecutor, threads_per_worker
+from hashbench.harness.executors.ray import RayExecutor
+from hashbench.harness.executors.worker import StageResult, WorkerConfig, resolve_device, store_root
+from hashbench.harness.plan import Cell, Plan
+from hashbench.harness.records import failed_record, git_commit, now, ok_record
+from hashbench.harness.stages.spec import Stage
+from hashbench.progress import Reporter
+from hashbench.results import check_run_name, writable_results_dir
+from hashbench.store import ArtifactStore, StoreWriteError, write_json_atomic
 
 EXECUTOR_KINDS = ("local", "ray")
 #: how often a stage that was missing or whose worker died is retried before it fails
 MAX_ATTEMPTS = 3
 _POLL_S = (0.1, 2.0)  # first and longest wait before looking again at a stage another process holds
 
-__all__ = ["Runner", "LocalRunner", "RunSummary", "resolve_device", "EXECUTOR_KINDS"]
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
-                             capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-def now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+__all__ = ["Runner", "RunSummary", "resolve_device", "EXECUTOR_KINDS"]
 
 
 @dataclass
@@ -120,22 +110,14 @@ class Runner:
             return self.threads
         if self.workers == 1:
             return torch.get_num_threads()
-        from .executors.parallel import threads_per_worker
-
         return threads_per_worker(self.workers)
 
-    def _executor(self, plan: Plan):
+    def _executor(self, plan: Plan) -> Executor:
         config = WorkerConfig(store_root(self.results_dir), self.device_name, self.channels_last, self._threads())
         if self.executor_kind == "ray":
-            from .executors.ray import RayExecutor
-
             return RayExecutor(config, self.address)
         if self.workers == 1:
-            from .executors.local import InlineExecutor
-
             return InlineExecutor(config, datasets=plan.datasets, reporter=self.reporter)
-        from .executors.parallel import PoolExecutor
-
         return PoolExecutor(config, self.workers)
 
     def run(self, plan: Plan, run: str) -> RunSummary:
@@ -257,15 +239,6 @@ class Runner:
             pass  # the full disk that stopped the run may refuse this write too; the exception says why
 
 
-class LocalRunner(Runner):
-    """Runs a plan on this machine: sequentially, or with ``workers`` processes."""
-
-    def __init__(self, results_dir: str | Path, device: torch.device | str = "auto", reporter: Reporter | None = None,
-                 *, workers: int = 1, channels_last: bool = False, threads: int | None = None) -> None:
-        super().__init__(results_dir, device, reporter, workers=workers, channels_last=channels_last,
-                         threads=threads)
-
-
 class _RunState:
     """The bookkeeping of one run: which stages are needed, ready, in flight, done or failed."""
 
@@ -337,7 +310,7 @@ class _RunState:
             self._fail(dependent, upstream, kind, tb)
 
     # -- the loop ----------------------------------------------------------------------------
-    def schedule(self, executor) -> None:
+    def schedule(self, executor: Executor) -> None:
         for cell in self.plan.cells:
             self.require(cell.evaluate)
         for cell in self.plan.cells:  # cells whose evaluation is already stored
@@ -442,78 +415,15 @@ class _RunState:
                 return None  # not in the store (e.g. removed after its consumers were made)
         return self.metas[stage.key]
 
-    def _provenance(self, cell: Cell, metas: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
-        per_stage = {kind: {k: (metas[kind] or {}).get(k) for k in ("wall_s", "peak_rss_mb", "peak_gpu_mb", "device")}
-                     for kind in cell.stages}
-        # per stage: GPU memory where the stage ran on a GPU, else the process's resident set
-        peaks = {kind: s["peak_gpu_mb"] if s["peak_gpu_mb"] is not None else s["peak_rss_mb"]
-                 for kind, s in per_stage.items()}
-        train_meta = metas.get("train") or {}
-        split_meta = metas.get("split") or {}
-        return {
-            "hashbench_version": __version__, "git_commit": self.commit,
-            "python": platform.python_version(), "torch": torch.__version__,
-            "device": train_meta.get("device"),
-            "seeds": {"cell": cell.seed, **{k: s.spec["seed"] for k, s in cell.stages.items() if "seed" in s.spec}},
-            "split_hash": split_meta.get("hash"),
-            "split_sizes": split_meta.get("sizes"),
-            "split_source": split_meta.get("source"),
-            "dataset_fingerprint": cell.stages["split"].spec.get("fingerprint"),
-            "artifact_keys": {k: s.key for k, s in cell.stages.items()},
-            "plugins": {part: cell.stages[kind].spec[part]["origin"]
-                        for kind, part in (("train", "method"), ("train", "backbone"), ("defend", "defense"),
-                                           ("attack", "attack"), ("craft", "attack")) if kind in cell.stages},
-            "amp": cell.stages["train"].spec.get("amp"),
-            "peak_memory_mb": {kind: mb for kind, mb in peaks.items() if mb is not None},
-            "stages": per_stage,
-            "grid": cell.grid,
-            "created": now(),
-        }
-
     def _failed_record(self, cell: Cell, message: str, kind: str, tb: str | None) -> dict[str, Any]:
         metas = {k: self._meta(s) if self.state.get(s.key) == "done" else None for k, s in cell.stages.items()}
-        return {"schema_version": RECORD_SCHEMA_VERSION, "status": "failed", "run": self.run, "cell_id": cell.cell_id,
-                "cell": cell.coords, "error": message, "failed_stage": kind, "traceback": tb,
-                "provenance": self._provenance(cell, metas)}
+        return failed_record(self.run, cell, metas, self.commit, message, kind, tb)
 
     def _record(self, cell: Cell) -> dict[str, Any]:
         metas = {kind: self._meta(stage) for kind, stage in cell.stages.items()}
-        evaluation = metas["evaluate"]
-        if evaluation is None:
+        if metas["evaluate"] is None:
             raise ArtifactError(f"evaluation {cell.evaluate.key[:12]} is unreadable")
-        split = cell.stages["split"]
-        attack_meta = metas.get("attack") or metas.get("transfer") or {}  # a transfer copies its craft's figures
-        stats = attack_meta.get("perturbation")
-        attack = cell.stages.get("attack")
-        if stats is None and attack is not None and self.store.exists("attack", attack.key):
-            stats = perturbation_summary(self.store.load("attack", attack.key).tensors)  # stored before its meta held it
-        perturbation = None if stats is None else {**stats, "epsilon": attack_meta.get("epsilon"),
-                                                   "bounded": attack_meta.get("bounded")}
-        params = {"dataset": split.spec["dataset"]["params"], "split": split.spec["split"]}
-        for kind in ("train", "defend", "attack", "craft"):
-            if kind in cell.stages:
-                spec = cell.stages[kind].spec
-                for part in ("method", "backbone", "defense", "attack"):
-                    if part in spec:
-                        params[part] = spec[part]["params"]
-        attack_spec = cell.evaluate.spec["attack"]
-        wall = lambda kind: (metas.get(kind) or {}).get("wall_s")  # noqa: E731
-        return {
-            "schema_version": RECORD_SCHEMA_VERSION,
-            "status": "ok",
-            "run": self.run,
-            "cell_id": cell.cell_id,
-            "cell": cell.coords,
-            "targeted": bool(attack_spec and attack_spec["targeted"]),
-            "params": params,
-            "metrics": evaluation["metrics"],
-            "perturbation": perturbation,
-            # a transfer cell's attack time is its surrogate's crafting (its transfer stage only encodes)
-            "timing": {"train_wall_s": wall("train"), "defend_wall_s": wall("defend"),
-                       "attack_wall_s": wall("attack") if "attack" in cell.stages else wall("craft"),
-                       "evaluate_wall_s": wall("evaluate")},
-            "provenance": self._provenance(cell, metas),
-        }
+        return ok_record(self.run, cell, metas, self.commit, self.store)
 
 
 def _device_name(device: torch.device) -> str:

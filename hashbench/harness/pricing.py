@@ -3,30 +3,31 @@ totals of each member of a union grid, and the bytes the artifacts will take.
 
 Two ways to turn FLOPs into seconds:
 
-- this machine (``--device auto|cpu|cuda``): :func:`hashbench.cost.estimate_plan`, from recorded
+- this machine (``--device auto|cpu|cuda``): :func:`hashbench.harness.cost.estimate_plan`, from recorded
   timings, else the measured matmul rate;
 - a device from :mod:`hashbench.devices` (``--device h200``) or ``--tflops X``: every stage to run
   takes FLOPs / (peak rate of its precision × achieved fraction), basis ``rated``; a stage
   autocast by ``--amp`` (its spec has ``amp``) is priced at that precision's rate.
 
-Disk: :func:`hashbench.cost.stage_bytes` of every stage not yet in the store.  A union grid's
+Disk: :func:`hashbench.harness.cost.stage_bytes` of every stage not yet in the store.  A union grid's
 total counts a stage that several members share once, so it is at most the sum of its members.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
-from .cost import KindEstimate, split_stage, stage_bytes, stage_flops, stages_by_kind
-from .devices import LOCAL, Rate, custom_rate, device_rate
-
-if TYPE_CHECKING:
-    from .plan import Plan
-    from .store import ArtifactStore
+from hashbench.devices import LOCAL, Rate, custom_rate, device_rate
+from hashbench.harness.cost import KindEstimate, estimate_plan, stage_bytes, stage_flops, stages_by_kind
+from hashbench.harness.executors.worker import resolve_device
+from hashbench.harness.plan import Plan
+from hashbench.harness.stages.spec import split_stage
+from hashbench.harness.timings import device_label, read_timings
+from hashbench.store import ArtifactStore
 
 #: one plan (the whole, or one member) → its rows, one per stage kind
-Estimator = Callable[["Plan"], list[KindEstimate]]
+Estimator = Callable[[Plan], list[KindEstimate]]
 
 
 def resolve_rate(device: str, tflops: float | None, achieved_fraction: float | None) -> Rate | None:
@@ -35,7 +36,7 @@ def resolve_rate(device: str, tflops: float | None, achieved_fraction: float | N
     Raises :class:`~hashbench.errors.UserError` for an unknown name (with a suggestion) and for
     options that do not go together.
     """
-    from .errors import UserError
+    from hashbench.errors import UserError
 
     if tflops is not None:
         if device != "auto":
@@ -52,15 +53,11 @@ def resolve_rate(device: str, tflops: float | None, achieved_fraction: float | N
 def estimator(store: ArtifactStore, device: str, rate: Rate | None) -> tuple[Estimator, str, str]:
     """How ``plan`` estimates: (plan → rows, the device's label, the unit of its hours).
 
-    With ``rate`` every stage is rated; without, :func:`~hashbench.cost.estimate_plan` for
+    With ``rate`` every stage is rated; without, :func:`~hashbench.harness.cost.estimate_plan` for
     ``device`` of this machine (its recorded timings first).
     """
     if rate is not None:
         return (lambda p: rated_estimates(p, store, rate)), rate.label, "GPU-hours" if rate.gpu else "hours"
-    from .cost import estimate_plan
-    from .runner import resolve_device
-    from .timings import device_label, read_timings
-
     torch_device = resolve_device(device.lower())
     history = read_timings(store)
     unit = "GPU-hours" if torch_device.type == "cuda" else "hours"
@@ -68,7 +65,7 @@ def estimator(store: ArtifactStore, device: str, rate: Rate | None) -> tuple[Est
 
 
 def rated_estimates(plan: Plan, store: ArtifactStore, rate: Rate) -> list[KindEstimate]:
-    """Per stage kind, like :func:`~hashbench.cost.estimate_plan`, with seconds = FLOPs / ``rate``."""
+    """Per stage kind, like :func:`~hashbench.harness.cost.estimate_plan`, with seconds = FLOPs / ``rate``."""
     out = []
     for kind, of_kind, todo in stages_by_kind(plan, store):
         flops: int | None = 0
@@ -76,7 +73,7 @@ def rated_estimates(plan: Plan, store: ArtifactStore, rate: Rate) -> list[KindEs
         for stage in todo:
             f = stage_flops(stage, plan.sizes.get(split_stage(stage).key))
             flops = None if f is None or flops is None else flops + f
-            seconds = None if f is None or seconds is None else seconds + f / rate.flops_per_s(stage.spec.get("amp"))
+            seconds = None if f is None or seconds is None else seconds + f / rate.flops_per_s(getattr(stage.spec, "amp", None))
         out.append(KindEstimate(kind, len(of_kind), len(of_kind) - len(todo), len(todo), flops,
                                 seconds if todo else 0.0, "rated" if todo and seconds is not None else None))
     return out
@@ -97,7 +94,7 @@ class Bytes:
 
 
 def bytes_by_kind(plan: Plan, store: ArtifactStore) -> dict[str, Bytes]:
-    """:func:`~hashbench.cost.stage_bytes` summed per stage kind over the stages not yet in ``store``."""
+    """:func:`~hashbench.harness.cost.stage_bytes` summed per stage kind over the stages not yet in ``store``."""
     out: dict[str, Bytes] = {}
     for stage in plan.stages():
         entry = out.setdefault(stage.kind, Bytes())
@@ -108,8 +105,6 @@ def bytes_by_kind(plan: Plan, store: ArtifactStore) -> dict[str, Bytes]:
 
 def member_plan(plan: Plan, member: str) -> Plan:
     """The part of ``plan`` that member grid ``member`` defines: its cells, the same sizes and options."""
-    from .plan import Plan
-
     by_id = {cell.cell_id: cell for cell in plan.cells}
     cells = [by_id[i] for i in dict.fromkeys(plan.member_cells.get(member, [])) if i in by_id]
     return Plan(member, plan.profile_name, cells, datasets=plan.datasets, unavailable=plan.unavailable,

@@ -13,10 +13,10 @@ from typing import Any
 
 import torch
 
-from ..cost import GPU_KINDS
-from ..errors import UserError
-from ..plan import Stage
-from .worker import StageResult, StageWorker, WorkerConfig
+from hashbench.errors import UserError
+from hashbench.harness.stages.kinds import KINDS
+from hashbench.harness.stages.spec import Stage
+from hashbench.harness.executors.worker import StageResult, StageWorker, WorkerConfig
 
 #: one StageWorker per (config, device) in each Ray worker process, kept between tasks
 _WORKERS: dict[tuple[WorkerConfig, str], StageWorker] = {}
@@ -65,7 +65,7 @@ class RayExecutor:
         self._refs: dict[Any, Stage] = {}
 
     def submit(self, stage: Stage) -> None:
-        gpu = self.gpus > 0 and stage.kind in GPU_KINDS
+        gpu = self.gpus > 0 and KINDS[stage.kind].gpu
         ref = self._remote.options(num_cpus=1, num_gpus=1 if gpu else 0, max_retries=0).remote(self.config, stage, gpu)
         self._refs[ref] = stage
 

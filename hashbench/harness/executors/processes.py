@@ -14,7 +14,7 @@ from multiprocessing.context import BaseContext
 
 #: imported by the fork server.  ``torch._dynamo`` is not used by hashbench, but the first
 #: ``torch.optim`` optimizer of a process imports it (≈ 2 s); imported here it is paid once, not per worker.
-PRELOAD = ["hashbench.executors.parallel", "torch._dynamo"]
+PRELOAD = ["hashbench.harness.executors.parallel", "torch._dynamo"]
 
 
 def worker_context() -> BaseContext:

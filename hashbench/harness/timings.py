@@ -1,7 +1,7 @@
 """Recorded stage timings: one JSON line per executed stage in ``<store>/timings.jsonl``.
 
 Each line has the stage's key, kind and plugin, the device it ran on, its wall time, its
-model FLOP count (:mod:`hashbench.cost`) and its peak memory.  ``hashbench plan`` turns the
+model FLOP count (:mod:`hashbench.harness.cost`) and its peak memory.  ``hashbench plan`` turns the
 lines of this device into seconds per FLOP for its estimates; tests count the lines to check
 that no stage ran twice.  Lines are appended under a lock, so concurrent runs on one store
 do not interleave them.
@@ -19,18 +19,10 @@ from typing import Any
 
 import torch
 
-from .plan import Stage
-from .store import ArtifactStore
+from hashbench.harness.stages.spec import Stage
+from hashbench.store import ArtifactStore
 
 _FILE = "timings.jsonl"
-
-
-def stage_plugin(stage: Stage) -> str:
-    for part in ("attack", "defense", "method", "backbone", "dataset"):
-        value = stage.spec.get(part)
-        if isinstance(value, dict) and "name" in value:
-            return value["name"]
-    return ""
 
 
 def device_label(device: torch.device) -> str:
@@ -45,7 +37,7 @@ def record_timing(store: ArtifactStore, stage: Stage, wall_s: float, device: tor
                   peak_gpu_mb: float | None = None) -> None:
     """Append one line for an executed stage."""
     dev = torch.device(device)
-    row = {"key": stage.key, "kind": stage.kind, "plugin": stage_plugin(stage), "device": dev.type,
+    row = {"key": stage.key, "kind": stage.kind, "plugin": stage.spec.plugin, "device": dev.type,
            "device_label": device_label(dev), "wall_s": wall_s, "flops": flops, "peak_rss_mb": peak_rss_mb,
            "peak_gpu_mb": peak_gpu_mb, "pid": os.getpid(), "time": time.time()}
     with store.file_lock(_FILE):

@@ -23,23 +23,34 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import registries
-from .config import Config, DatasetDecl, Grid, Profile, UnionGrid, check_param_name, not_on_axis
-from .cost import Sizes, dataset_sizes, declared_sizes
-from .data.base import HashDataset
-from .data.splits import check_split_sizes, own_split, size_differences
-from .errors import ConfigError, PluginError, UserError
-from .metrics import DEFAULT_RADIUS
-from .params import params_dict, validate_params
-from .registry import unknown_name_message
-from .store import artifact_key, canonical_json
+from hashbench import registries
+from hashbench.config import (GRID_AXES, PER_DATASET_KINDS, Config, DatasetDecl, Grid, Profile, UnionGrid, check_param_name,
+                              not_on_axis)
+from hashbench.data.base import HashDataset
+from hashbench.data.splits import check_split_sizes, own_split, size_differences
+from hashbench.errors import ConfigError, PluginError, UserError
+from hashbench.metrics import DEFAULT_RADIUS
+from hashbench.params import params_dict, validate_params
+from hashbench.registry import unknown_name_message
+from hashbench.harness.sizes import Sizes, dataset_sizes, declared_sizes
+from hashbench.harness.stages.attack import AttackSpec
+from hashbench.harness.stages.chance import CHANCE_DRAWS, ChanceSpec
+from hashbench.harness.stages.context import AMP_DTYPES
+from hashbench.harness.stages.craft import CraftSpec
+from hashbench.harness.stages.defend import DefendSpec
+from hashbench.harness.stages.encode import EncodeSpec
+from hashbench.harness.stages.evaluate import EvaluateSpec
+from hashbench.harness.stages.kinds import STAGE_KINDS
+from hashbench.harness.stages.prepare import PrepareSpec
+from hashbench.harness.stages.pretrain import PretrainSpec
+from hashbench.harness.stages.spec import DatasetSpec, EvaluatedAttack, PluginSpec, Stage
+from hashbench.harness.stages.split import SplitSpec
+from hashbench.harness.stages.train import TrainSpec
+from hashbench.harness.stages.transfer import TransferSpec
+from hashbench.store import canonical_json
 
-STAGE_KINDS = ("split", "chance", "pretrain", "train", "defend", "encode", "prepare", "attack", "craft", "transfer",
-               "evaluate")
-#: random balanced code sets drawn by a ``chance`` stage (its MAP is their mean)
-CHANCE_DRAWS = 5
+#: the attack coordinate of a cell that evaluates the clean queries
 CLEAN = "clean"
-AMP_DTYPES = ("bf16", "fp16")
 
 
 def derive_seed(seed: int, purpose: str) -> int:
@@ -50,11 +61,6 @@ def derive_seed(seed: int, purpose: str) -> int:
 def model_id(method: str, backbone: str, bits: int, defense: str) -> str:
     """The name of a model of a grid, e.g. ``dpsh-smallcnn-32-none``: a transfer cell's ``surrogate``."""
     return f"{method}-{backbone}-{bits}-{defense}"
-
-
-def dataset_key(spec: dict[str, Any]) -> str:
-    """Identity of an opened dataset: its plugin type and resolved parameters."""
-    return canonical_json({"type": spec.get("type") or spec["name"], "params": spec["params"]})
 
 
 @dataclass(frozen=True)
@@ -74,22 +80,6 @@ class PlanOptions:
             raise ConfigError(f"--amp: unknown precision '{self.amp}' (allowed: {', '.join(AMP_DTYPES)})")
         if self.amp_attacks and self.amp is None:
             raise ConfigError("--amp-attacks needs --amp bf16 or --amp fp16")
-
-
-@dataclass(eq=False)
-class Stage:
-    kind: str
-    spec: dict[str, Any]
-    inputs: dict[str, "Stage"] = field(default_factory=dict)
-    key: str = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.key = artifact_key(self.kind, {**self.spec, "inputs": {n: s.key for n, s in sorted(self.inputs.items())}})
-
-    @property
-    def label(self) -> str:
-        names = [self.spec[k]["name"] for k in ("dataset", "method", "defense", "attack") if isinstance(self.spec.get(k), dict)]
-        return f"{self.kind} {' '.join(names)} [{self.key[:8]}]"
 
 
 @dataclass
@@ -124,12 +114,13 @@ class Cell:
         ``params_by_dataset``, ``--set``); ``None`` for no defense (the clean model) and no attack.
         ``split`` is the split stage's spec: the sizes and, when not the default, the target rule."""
         train = self.stages["train"].spec
+        split = self.stages["split"].spec
         defend = self.stages.get("defend")
         attack = self.stages.get("attack") or self.stages.get("craft")
-        return {"dataset": self.stages["split"].spec["dataset"]["params"], "split": self.stages["split"].spec["split"],
-                "method": train["method"]["params"], "backbone": train["backbone"]["params"],
-                "defense": defend.spec["defense"]["params"] if defend is not None else None,
-                "attack": attack.spec["attack"]["params"] if attack is not None else None}
+        return {"dataset": dict(split.dataset.params), "split": split.split,
+                "method": dict(train.method.params), "backbone": dict(train.backbone.params),
+                "defense": dict(defend.spec.defense.params) if defend is not None else None,
+                "attack": dict(attack.spec.attack.params) if attack is not None else None}
 
 
 @dataclass
@@ -137,7 +128,7 @@ class Plan:
     grid_name: str
     profile_name: str
     cells: list[Cell]
-    #: datasets opened while planning, by :func:`dataset_key`; the local executor reuses them
+    #: datasets opened while planning, by :attr:`~hashbench.harness.stages.spec.DatasetSpec.key`; the local executor reuses them
     datasets: dict[str, HashDataset] = field(default_factory=dict)
     #: dataset name → why it could not be opened (only with ``require_data=False``)
     unavailable: dict[str, str] = field(default_factory=dict)
@@ -220,15 +211,13 @@ def _json_value(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-def _plugin_spec(kind: str, name: str, values: dict[str, Any], where: str) -> dict[str, Any]:
+def _plugin_spec(kind: str, name: str, values: dict[str, Any], where: str) -> PluginSpec:
     registry = registries.BY_KIND[kind]
-    cls = registry.get(name)
-    params = validate_params(cls.Params, values, where)
-    dist, version = registry.origin(name)
-    return {"name": name, "params": params_dict(params), "origin": [dist, version]}
+    params = validate_params(registry.get(name).Params, values, where)
+    return PluginSpec(name, params_dict(params), tuple(registry.origin(name)))
 
 
-def _resolved_values(kind: str, name: str, profile: Profile, grid: Grid, dataset: str) -> dict[str, Any]:
+def resolved_values(kind: str, name: str, profile: Profile, grid: Grid, dataset: str) -> dict[str, Any]:
     """Plugin defaults, scaled by the profile, then the profile's ``set``, the grid's ``params`` and
     the grid's ``params_by_dataset`` of ``dataset``, each over the one before."""
     cls = registries.BY_KIND[kind].get(name)
@@ -252,7 +241,7 @@ def _check_names(grid: Grid, where: str, config: Config) -> None:
     for i, name in enumerate(grid.datasets):
         if name not in config.data.datasets:
             raise ConfigError(f"{where}.datasets[{i}]: {unknown_name_message('dataset', name, list(config.data.datasets))}")
-    for kind in ("methods", "backbones", "defenses", "attacks"):
+    for kind in PER_DATASET_KINDS:
         registry = registries.BY_KIND[kind]
         for i, name in enumerate(getattr(grid, kind)):
             if name not in registry:
@@ -278,7 +267,7 @@ def _check_names(grid: Grid, where: str, config: Config) -> None:
 
 
 def _dupes(grid: Grid, where: str) -> None:
-    for kind in ("datasets", "methods", "backbones", "bits", "defenses", "attacks", "seeds"):
+    for kind in GRID_AXES:
         values = getattr(grid, kind)
         if len(set(values)) != len(values):
             raise ConfigError(f"{where}.{kind}: duplicate entries {values}")
@@ -328,12 +317,12 @@ def plan_members(config: Config, name: str, members: list[tuple[str, Grid]], pro
     return plan
 
 
-def _open_dataset(config: Config, dname: str, spec: dict[str, Any], plan: Plan, require_data: bool) -> str | None:
+def _open_dataset(config: Config, dname: str, spec: DatasetSpec, plan: Plan, require_data: bool) -> str | None:
     """Open (once per plan) the dataset of ``spec``; its fingerprint, or ``None`` if unavailable."""
-    key = dataset_key(spec)
+    key = spec.key
     if key not in plan.datasets:
         try:
-            plan.datasets[key] = registries.datasets.create(spec["type"], spec["params"])
+            plan.datasets[key] = registries.datasets.create(spec.type, dict(spec.params))
         except UserError as exc:
             if require_data:
                 raise ConfigError(f"{config.path}: datasets.{dname}: {exc}") from None
@@ -343,7 +332,7 @@ def _open_dataset(config: Config, dname: str, spec: dict[str, Any], plan: Plan, 
     try:
         return dataset.fingerprint()
     except NotImplementedError:
-        raise PluginError(f"dataset plugin '{spec['type']}' does not implement fingerprint(), which cache keys "
+        raise PluginError(f"dataset plugin '{spec.type}' does not implement fingerprint(), which cache keys "
                           "need (a hash of what defines its data: parameters, file contents)") from None
 
 
@@ -367,12 +356,12 @@ def split_note(data: HashDataset, decl: DatasetDecl) -> str | None:
             "the split files are used as they are (split: {mode: draw} draws the declared sizes instead)")
 
 
-def _sizes(plan: Plan, decl: DatasetDecl, spec: dict[str, Any], split: dict[str, Any], opened: bool) -> Sizes | None:
+def _sizes(plan: Plan, decl: DatasetDecl, spec: DatasetSpec, split: dict[str, Any], opened: bool) -> Sizes | None:
     if opened:
-        return dataset_sizes(plan.datasets[dataset_key(spec)], split)
-    image_size = spec["params"].get("image_size")
-    return declared_sizes(split, decl.num_items or spec["params"].get("num_items"), image_size,
-                          decl.classes or spec["params"].get("num_classes"))
+        return dataset_sizes(plan.datasets[spec.key], split)
+    image_size = spec.params.get("image_size")
+    return declared_sizes(split, decl.num_items or spec.params.get("num_items"), image_size,
+                          decl.classes or spec.params.get("num_classes"))
 
 
 def _plan_grid(config: Config, grid_name: str, grid: Grid, profile: Profile, where: str, options: PlanOptions,
@@ -383,8 +372,8 @@ def _plan_grid(config: Config, grid_name: str, grid: Grid, profile: Profile, whe
     def intern(stage: Stage) -> Stage:
         return cache.setdefault(stage.key, stage)
 
-    train_extra = {"amp": options.amp} if options.amp else {}
-    attack_extra = {"amp": options.amp} if options.amp and options.amp_attacks else {}
+    train_amp = options.amp
+    attack_amp = options.amp if options.amp_attacks else None
     cells: list[Cell] = []
     models: dict[tuple[str, int], list[_Model]] = {}  # (dataset, seed) → its models, for transfer cells
     for dname, mname, bname, bits, dfname, seed in itertools.product(
@@ -393,75 +382,72 @@ def _plan_grid(config: Config, grid_name: str, grid: Grid, profile: Profile, whe
         decl = config.dataset(dname)
         try:
             ds_values = {**decl.params, **grid.params.get("datasets", {}).get(dname, {})}
-            dataset = _plugin_spec("datasets", decl.type, ds_values, f"{config.path}: datasets.{dname}.params")
+            plugin = _plugin_spec("datasets", decl.type, ds_values, f"{config.path}: datasets.{dname}.params")
         except PluginError as exc:
             raise ConfigError(f"{config.path}: datasets.{dname}.type: {exc}") from None
-        dataset.update(name=dname, type=decl.type)
+        dataset = DatasetSpec(dname, plugin.params, plugin.origin, type=decl.type)
         fingerprint = _open_dataset(config, dname, dataset, plan, require_data)
         if fingerprint is not None:
-            _check_split_fits(config, dname, plan.datasets[dataset_key(dataset)], decl)
-            note = split_note(plan.datasets[dataset_key(dataset)], decl)
+            _check_split_fits(config, dname, plan.datasets[dataset.key], decl)
+            note = split_note(plan.datasets[dataset.key], decl)
             if note is not None:
                 plan.split_notes[dname] = note
         split_spec = {**decl.split.stage_spec(), **grid.targets.stage_spec()}  # sizes, and a non-default target rule
-        split = intern(Stage("split", {"dataset": dataset, "split": split_spec,
-                                       "fingerprint": fingerprint, "seed": derive_seed(seed, "split")}))
+        split = intern(Stage(SplitSpec(dataset, split_spec, fingerprint, derive_seed(seed, "split"))))
         if split.key not in plan.sizes:
-            sizes = _sizes(plan, decl, dataset, split.spec["split"], fingerprint is not None)
+            sizes = _sizes(plan, decl, dataset, split_spec, fingerprint is not None)
             if sizes is not None:
                 plan.sizes[split.key] = sizes
-        method = _plugin_spec("methods", mname, _resolved_values("methods", mname, profile, grid, dname),
+        method = _plugin_spec("methods", mname, resolved_values("methods", mname, profile, grid, dname),
                               _where(where, "methods", mname, grid, dname))
-        backbone = _plugin_spec("backbones", bname, _resolved_values("backbones", bname, profile, grid, dname),
+        backbone = _plugin_spec("backbones", bname, resolved_values("backbones", bname, profile, grid, dname),
                                 _where(where, "backbones", bname, grid, dname))
         train_inputs = {"split": split}
-        if backbone["params"].get("pretrain_epochs", 0) > 0:  # BackboneParams' supervised warm start
-            train_inputs["pretrain"] = intern(Stage("pretrain", {"backbone": backbone, "seed": derive_seed(seed, "pretrain"),
-                                                                 **train_extra}, {"split": split}))
-        train = intern(Stage("train", {"method": method, "backbone": backbone, "bits": bits,
-                                       "seed": derive_seed(seed, "train"), **train_extra}, train_inputs))
+        if backbone.params.get("pretrain_epochs", 0) > 0:  # BackboneParams' supervised warm start
+            train_inputs["pretrain"] = intern(Stage(PretrainSpec(backbone, derive_seed(seed, "pretrain"), train_amp),
+                                                    {"split": split}))
+        train = intern(Stage(TrainSpec(method, backbone, bits, derive_seed(seed, "train"), train_amp), train_inputs))
         defense_cls = registries.defenses.get(dfname)
         if defense_cls.identity:
             model = train
             defend = None
         else:
-            defense = _plugin_spec("defenses", dfname, _resolved_values("defenses", dfname, profile, grid, dname),
+            defense = _plugin_spec("defenses", dfname, resolved_values("defenses", dfname, profile, grid, dname),
                                    _where(where, "defenses", dfname, grid, dname))
-            defend = intern(Stage("defend", {"defense": defense, "method": method,
-                                             "seed": derive_seed(seed, "defend"), **train_extra},
+            defend = intern(Stage(DefendSpec(defense, method, derive_seed(seed, "defend"), train_amp),
                                   {"model": train, "split": split}))
             model = defend
-        encode = intern(Stage("encode", {}, {"model": model, "split": split}))
+        encode = intern(Stage(EncodeSpec(), {"model": model, "split": split}))
         evaluation = {"map_topk": decl.map_topk, "pn": decl.pn, "radius": DEFAULT_RADIUS}  # evaluate's spec
-        chance = intern(Stage("chance", {"bits": bits, "map_topk": decl.map_topk, "draws": CHANCE_DRAWS,
-                                         "seed": derive_seed(seed, "chance")}, {"split": split}))
+        chance = intern(Stage(ChanceSpec(bits, decl.map_topk, CHANCE_DRAWS, derive_seed(seed, "chance")),
+                              {"split": split}))
         base_stages = {"split": split, "chance": chance, **train_inputs, "train": train, "encode": encode}
         if defend is not None:
             base_stages["defend"] = defend
-        clean_eval = intern(Stage("evaluate", {"attack": None, **evaluation},
+        clean_eval = intern(Stage(EvaluateSpec(None, **evaluation),
                                   {"codes": encode, "encode": encode, "split": split, "chance": chance}))
         cells.append(Cell(dname, mname, bname, bits, dfname, CLEAN, seed, clean_eval,
                           {**base_stages, "evaluate": clean_eval}, grid_name))
         entry = _Model((mname, bname, bits, dfname), model, base_stages, evaluation)
         models.setdefault((dname, seed), []).append(entry)
         for aname in grid.attacks:
-            attack = _plugin_spec("attacks", aname, _resolved_values("attacks", aname, profile, grid, dname),
+            attack = _plugin_spec("attacks", aname, resolved_values("attacks", aname, profile, grid, dname),
                                   _where(where, "attacks", aname, grid, dname))
             attack_cls = registries.attacks.get(aname)
             inputs = {"model": model, "encode": encode, "split": split}
             stages = dict(base_stages)
             if attack_cls.has_prepare():
-                prepare = intern(Stage("prepare", {"attack": attack, "seed": derive_seed(seed, "prepare"), **attack_extra},
+                prepare = intern(Stage(PrepareSpec(attack, derive_seed(seed, "prepare"), attack_amp),
                                        {"model": model, "encode": encode, "split": split}))
                 inputs["prepare"] = prepare
                 stages["prepare"] = prepare
-            attack_stage = intern(Stage("attack", {"attack": attack, "seed": derive_seed(seed, "attack"), **attack_extra},
-                                        inputs))
-            evaluate = intern(Stage("evaluate", {"attack": {"name": aname, "targeted": attack_cls.targeted}, **evaluation},
+            attack_stage = intern(Stage(AttackSpec(attack, derive_seed(seed, "attack"), attack_amp), inputs))
+            evaluated = EvaluatedAttack(aname, attack_cls.targeted)
+            evaluate = intern(Stage(EvaluateSpec(evaluated, **evaluation),
                                     {"codes": attack_stage, "encode": encode, "split": split, "chance": chance}))
             stages.update({"attack": attack_stage, "evaluate": evaluate})
             cells.append(Cell(dname, mname, bname, bits, dfname, aname, seed, evaluate, stages, grid_name))
-            entry.attacks[aname] = (attack_stage, evaluate.spec["attack"])
+            entry.attacks[aname] = (attack_stage, evaluated)
     if grid.transfer:
         cells += _transfer_cells(grid_name, models, intern)
     return cells
@@ -475,8 +461,8 @@ class _Model:
     model: Stage  # its train stage, or its defend stage
     base_stages: dict[str, Stage]  # split, chance, (pretrain,) train, (defend,) encode
     evaluation: dict[str, Any]  # the evaluate stage's spec without its attack
-    #: attack name → (its white-box attack stage, the evaluate spec's ``attack`` entry)
-    attacks: dict[str, tuple[Stage, dict[str, Any]]] = field(default_factory=dict)
+    #: attack name → (its white-box attack stage, the attack its evaluations score)
+    attacks: dict[str, tuple[Stage, EvaluatedAttack]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -497,14 +483,15 @@ def _transfer_cells(grid_name: str, models: dict[tuple[str, int], list[_Model]],
     for (dname, seed), group in models.items():
         for surrogate in group:
             for aname, (attack_stage, attack_entry) in surrogate.attacks.items():
-                craft = intern(Stage("craft", attack_stage.spec, attack_stage.inputs))
+                own = attack_stage.spec
+                craft = intern(Stage(CraftSpec(own.attack, own.seed, own.amp), attack_stage.inputs))
                 for victim in group:
                     if victim.model.key == surrogate.model.key:
                         continue
                     base = victim.base_stages
-                    transfer = intern(Stage("transfer", {"attack": attack_entry},
+                    transfer = intern(Stage(TransferSpec(attack_entry),
                                             {"craft": craft, "model": victim.model, "split": base["split"]}))
-                    evaluate = intern(Stage("evaluate", {"attack": attack_entry, **victim.evaluation},
+                    evaluate = intern(Stage(EvaluateSpec(attack_entry, **victim.evaluation),
                                             {"codes": transfer, "encode": base["encode"], "split": base["split"],
                                              "chance": base["chance"]}))
                     stages = {**base, "craft": craft, "transfer": transfer, "evaluate": evaluate}

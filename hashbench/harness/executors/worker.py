@@ -30,19 +30,19 @@ from pathlib import Path
 import torch
 from filelock import Timeout
 
-from ..cost import dataset_sizes, split_stage, stage_flops
-from ..determinism import use_deterministic_kernels
-from ..errors import HashbenchError, UserError
-from ..plan import Stage
-from ..progress import Reporter
-from ..stages import EXECUTORS, StageContext
-from ..store import Artifact, ArtifactStore, stored_bytes, write_failure
-from ..timings import record_timing
-from .cache import ArtifactCache
+from hashbench.determinism import use_deterministic_kernels
+from hashbench.errors import HashbenchError, UserError
+from hashbench.progress import Reporter
+from hashbench.harness.sizes import dataset_sizes
+from hashbench.harness.stages.context import StageContext
+from hashbench.harness.stages.kinds import KINDS
+from hashbench.harness.stages.spec import Stage, split_stage
+from hashbench.store import Artifact, ArtifactStore, stored_bytes, write_failure
+from hashbench.harness.timings import record_timing
+from hashbench.harness.executors.cache import ArtifactCache
 
 CRASH_ENV = "HASHBENCH_CRASH_AFTER"
 #: stage kinds whose artifacts no later stage reads (the coordinator reads their meta from the store)
-_SINKS = frozenset({"evaluate"})
 
 
 def resolve_device(name: str | torch.device) -> torch.device:
@@ -189,7 +189,7 @@ class StageWorker:
         reset_peak_memory(self.device)
         start = time.perf_counter()
         try:
-            art = EXECUTORS[stage.kind](self.ctx, stage)
+            art = KINDS[stage.kind].run(self.ctx, stage)
         except MissingInput as exc:
             return self._result(stage, "missing", missing=(exc.stage.key,), error=str(exc))
         except Exception as exc:  # a broken plugin or a diverged run fails its cells, not the run
@@ -209,7 +209,7 @@ class StageWorker:
         except OSError as exc:
             raise write_failure(f"the artifact of the {stage.kind} stage ({stage.label})", exc, needed=stored_bytes(art),
                                 where=self.store.path(stage.kind, stage.key)) from exc
-        if stage.kind not in _SINKS:
+        if not KINDS[stage.kind].sink:
             self.cache.put(stage.key, art)
         try:
             record_timing(self.store, stage, wall, self.device, flops=self._flops(stage), peak_rss_mb=rss,
@@ -225,8 +225,8 @@ class StageWorker:
         """The stage's model FLOPs, for the cost estimates of later plans (never fails the stage)."""
         try:
             split = split_stage(stage)
-            sizes = dataset_sizes(self.ctx.dataset(split.spec["dataset"]), split.spec["split"])
-            return stage_flops(stage, sizes)
+            sizes = dataset_sizes(self.ctx.dataset(split.spec.dataset), split.spec.split)
+            return KINDS[stage.kind].flops(stage, sizes)
         except Exception:
             return None
 

@@ -1,0 +1,1 @@
+"""The plugin contracts: what a method, backbone, dataset, attack or defense implements and gets."""

@@ -1,0 +1,97 @@
+"""``train``: a hashing method trains a hash model on the split's training items."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from hashbench import registries
+from hashbench.harness.flops import checkpoint_bytes, model_forward_flops, plugin_param, train_stage
+from hashbench.harness.sizes import Sizes
+from hashbench.harness.stages.context import (StageContext, autocast, backward_step, build_model, item_labels,
+                                              model_artifact, seeded_generator, split_of)
+from hashbench.harness.stages.base import ARTIFACT_OVERHEAD, StageKind, Work
+from hashbench.harness.stages.spec import PluginSpec, Stage, StageSpec, amp_field
+from hashbench.store import Artifact
+from hashbench.training import TrainData, run_epochs
+
+
+@dataclass(frozen=True)
+class TrainSpec(StageSpec):
+    kind = "train"
+    method: PluginSpec
+    backbone: PluginSpec
+    bits: int
+    seed: int
+    amp: str | None = amp_field()
+
+
+def run_train(ctx: StageContext, stage: Stage) -> Artifact:
+    spec: TrainSpec = stage.spec
+    generator = seeded_generator(spec.seed)
+    dataset, split = split_of(ctx, stage.inputs["split"])
+    model = build_model(spec.backbone, spec.bits, dataset.image_size, pretrained="pretrain" not in stage.inputs,
+                        method=spec.method)
+    if "pretrain" in stage.inputs:  # the warm start replaces the backbone's initial weights
+        warm = ctx.artifact(stage.inputs["pretrain"]).tensors
+        model.backbone.load_state_dict({k[len("backbone."):]: v for k, v in warm.items() if k.startswith("backbone.")})
+    model = ctx.place(model)
+    method = registries.methods.create(spec.method.name, dict(spec.method.params))
+    scaler = torch.amp.GradScaler(ctx.device.type) if spec.amp == "fp16" else None  # fp16 needs loss scaling
+    data = TrainData(dataset, split.train, item_labels(dataset, split.train, ctx.device))
+    method.setup(len(data), spec.bits, data.labels, ctx.device)
+    optimizer = method.optimizer(model.parameters())
+    p = method.params
+
+    def before_epoch(epoch: int) -> None:
+        for group in optimizer.param_groups:
+            group["lr"] = method.lr_at_epoch(epoch)
+        method.on_epoch_start(epoch)
+
+    def step(x: torch.Tensor, y: torch.Tensor, pos: torch.Tensor) -> dict[str, torch.Tensor]:
+        model.train()
+        with autocast(ctx.device, spec.amp):
+            loss = method.loss(model(x), y, pos)
+        backward_step(loss, optimizer, scaler)
+        return {"loss": loss.detach().float()}
+
+    start = time.perf_counter()
+    history = run_epochs(data, step, epochs=p.epochs, batch_size=p.batch_size, augment=p.augment,
+                         generator=generator, device=ctx.device, before_epoch=before_epoch,
+                         reporter=ctx.reporter, description=f"train {spec.method.name}")
+    model.eval()
+    meta = {"model_spec": {"backbone": spec.backbone.to_json(), "bits": spec.bits}, "image_size": dataset.image_size,
+            "history": history, "wall_s": time.perf_counter() - start}
+    return model_artifact(model, method, meta)
+
+
+def train_flops(stage: Stage, sizes: Sizes | None) -> int | None:
+    """3 · epochs · |train| passes (a backward pass counts as two forwards)."""
+    if sizes is None:
+        return None
+    passes = 3 * plugin_param(stage.spec.method, "epochs", 1) * sizes.train
+    return model_forward_flops(stage, sizes, stage) * passes
+
+
+def model_bytes(stage: Stage, sizes: Sizes | None) -> int | None:
+    """A checkpoint: the hash model's state elements (counted on the meta device) × 4."""
+    train = train_stage(stage)
+    if sizes is None or train is None:
+        return None
+    return checkpoint_bytes(train.spec.backbone, sizes.image_size, train.spec.bits) + ARTIFACT_OVERHEAD
+
+
+def train_work(stage: Stage, sizes: Sizes) -> Work:
+    batch = plugin_param(stage.spec.method, "batch_size", 32)
+    return Work(stage.spec.backbone, max(1, min(batch, sizes.train)), "train")
+
+
+def train_images(stage: Stage, sizes: Sizes) -> tuple[int, bool]:
+    method = stage.spec.method
+    return plugin_param(method, "epochs", 1) * sizes.train, bool(plugin_param(method, "augment", 1))
+
+
+KIND = StageKind(TrainSpec, run_train, flops=train_flops, bytes=model_bytes, work=train_work,
+                 images_read=train_images, gpu=True, trains=True)
