@@ -1,8 +1,8 @@
-"""The one compiled part of hashbench: the ranking kernel of ``hashbench.metrics``.
+"""The one compiled part of hashbench: the ranking kernel of ``hashbench.retrieval.metrics``.
 
 Everything else is configured in pyproject.toml. The extension is optional: where it cannot
 be built (no C compiler or Python headers), installation still succeeds and
-``hashbench.metrics`` uses its NumPy implementation, which gives identical results, slower.
+``hashbench.retrieval.metrics`` uses its NumPy implementation, which gives identical results, slower.
 """
 
 import sys
@@ -12,8 +12,8 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension(
-            "hashbench._ranking",
-            sources=["hashbench/_ranking.c"],
+            "hashbench.retrieval._ranking",
+            sources=["hashbench/retrieval/_ranking.c"],
             extra_compile_args=[] if sys.platform == "win32" else ["-O3"],
             optional=True,
         )

@@ -8,10 +8,10 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from hashbench.attack import Attack, AttackContext, AttackParams
-from hashbench.params import MAX_ITERATIONS
-from hashbench.codes import center_codes
-from hashbench.pgd import PGDConfig, pgd
+from hashbench.api.attack import Attack, AttackContext, AttackParams
+from hashbench.api.params import MAX_ITERATIONS
+from hashbench.retrieval.codes import center_codes
+from hashbench.retrieval.pgd import PGDConfig, pgd
 
 
 class CenterAttack(Attack):
@@ -22,7 +22,7 @@ class CenterAttack(Attack):
 
     The center code of a query with true label ``y`` is CHCM over the attacked model's
     training codes ``B`` (eval-mode forward) and training labels:
-    ``c = sign(mean_{j relevant} b_j − mean_{j irrelevant} b_j)`` (:func:`hashbench.codes.center_codes`).
+    ``c = sign(mean_{j relevant} b_j − mean_{j irrelevant} b_j)`` (:func:`hashbench.retrieval.codes.center_codes`).
     Objective, minimised by signed PGD in the L∞ ball: ``(1/K)·⟨f(x + δ; α), c⟩``.
 
     Parameters (test-time settings are not in the released code; these follow the same lab's

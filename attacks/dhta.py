@@ -8,10 +8,10 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from hashbench.anchors import anchor_codes
-from hashbench.attack import Attack, AttackContext, AttackParams
-from hashbench.params import MAX_BATCH_SIZE, MAX_ITERATIONS
-from hashbench.pgd import PGDConfig, pgd
+from hashbench.api.attack import Attack, AttackContext, AttackParams
+from hashbench.api.params import MAX_BATCH_SIZE, MAX_ITERATIONS
+from hashbench.retrieval.anchors import anchor_codes
+from hashbench.retrieval.pgd import PGDConfig, pgd
 
 
 class DHTA(Attack):
@@ -22,7 +22,7 @@ class DHTA(Attack):
 
     Anchor code: draw ``anchors`` database items whose label vector equals the query's target
     label ``t`` and take the component-wise vote ``a = sign(Σ_j b_j)`` of their codes under the
-    attacked model (:mod:`hashbench.anchors`; draws use the run's generator).  Objective,
+    attacked model (:mod:`hashbench.retrieval.anchors`; draws use the run's generator).  Objective,
     minimised by signed PGD in the L∞ ball: ``−(1/K)·⟨f(x + δ; α), a⟩``.
 
     Target labels without an exact-match database item fall back to the database items with

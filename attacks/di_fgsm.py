@@ -24,7 +24,7 @@ class DIParams(MomentumParams):
 class DIFGSM(TransferAttack):
     """Diverse-inputs FGSM: each model input is, with probability ``diversity_prob``, shrunk to a
     random side in [⌊resize·H⌋, H) and zero-padded back at a random offset
-    (:func:`hashbench.pgd.input_diversity`); optional momentum ``decay``.
+    (:func:`hashbench.retrieval.pgd.input_diversity`); optional momentum ``decay``.
 
     Loss and guide code as :class:`attacks.transfer.TransferAttack`.  Parameters (SAAT's
     generator): ``decay`` 0, ``diversity_prob`` 0.5, ``resize`` 0.9, ``random_start`` true,

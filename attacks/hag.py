@@ -8,9 +8,9 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from hashbench.attack import Attack, AttackContext, AttackParams
-from hashbench.params import MAX_ITERATIONS
-from hashbench.pgd import Objective, PGDConfig, minimise
+from hashbench.api.attack import Attack, AttackContext, AttackParams
+from hashbench.api.params import MAX_ITERATIONS
+from hashbench.retrieval.pgd import Objective, PGDConfig, minimise
 
 #: SAAT averages HAG's loss over batches of 128 queries, and its learning rate of 100 is tuned
 #: for that.  Dividing the summed per-query losses by this constant instead gives every query
@@ -24,7 +24,7 @@ OutputImage = Literal["last_forward", "last_step"]
 
 def minimise_keeping(model: nn.Module, x: torch.Tensor, objective: Objective, config: PGDConfig,
                      generator: torch.Generator, output_image: OutputImage) -> torch.Tensor:
-    """:func:`~hashbench.pgd.minimise`, returning for ``"last_forward"`` the image that the last
+    """:func:`~hashbench.retrieval.pgd.minimise`, returning for ``"last_forward"`` the image that the last
     iteration evaluated, before its update: SAAT's HAG and SDHA (``adv_generator``) return
     ``sign`` of that forward's output as the adversarial code, so the code is that image's.
     ``"last_step"`` returns the image after every update."""

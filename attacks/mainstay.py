@@ -9,9 +9,9 @@ from pydantic import Field
 from torch import nn
 
 from attacks.center import CenterAttack
-from hashbench.attack import AttackContext
-from hashbench.codes import center_codes
-from hashbench.pgd import LossFn, PGDConfig, pgd
+from hashbench.api.attack import AttackContext
+from hashbench.retrieval.codes import center_codes
+from hashbench.retrieval.pgd import LossFn, PGDConfig, pgd
 
 
 def mainstay_loss(margin: float, targeted: bool) -> LossFn:
@@ -40,7 +40,7 @@ class MainstayAttack(CenterAttack):
     Reliable Deep Hashing Retrieval*. IEEE TIFS 2023 (saat_spec §2–§3).
 
     The mainstay code of label ``y`` is DMFL over the attacked model's training codes
-    (:func:`hashbench.codes.center_codes` with ``weighting="saat"``:
+    (:func:`hashbench.retrieval.codes.center_codes` with ``weighting="saat"``:
     ``m = sign(Σ_P s_j b_j / Σ_P s − mean_N b_j)``, ``s_j`` the label cosine); ``y`` is the
     query's true label.  Objective, minimised by signed PGD in the L∞ ball, with
     ``a = f(x + δ; α) ⊙ m``: ``Σ_{a > −margin} (a + 2)·a / |{a > −margin}|``

@@ -11,15 +11,15 @@ from pydantic import Field
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from hashbench.attack import Attack, AttackContext, AttackParams, PrepareSizes
-from hashbench.params import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_ITERATIONS, MAX_WIDTH
-from hashbench.codes import to_binary
+from hashbench.api.attack import Attack, AttackContext, AttackParams, PrepareSizes
 from hashbench.api.flops import class_flops
+from hashbench.api.params import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_ITERATIONS, MAX_WIDTH
 from hashbench.errors import PluginError
-from hashbench.pgd import project
 from hashbench.progress import Reporter
-from hashbench.prototype import PrototypeNet, prototype_training_flops, sample_targets, target_candidates
-from hashbench.training import run_epochs
+from hashbench.retrieval.codes import to_binary
+from hashbench.retrieval.pgd import project
+from hashbench.retrieval.prototype import PrototypeNet, prototype_training_flops, sample_targets, target_candidates
+from hashbench.retrieval.training import run_epochs
 
 #: Width of ProsganPrototypeNet's semantic feature r (label → hidden → r), as in the paper.
 SEMANTIC_DIM = 512
@@ -39,7 +39,7 @@ class ProsganPrototypeNet(nn.Module):
     """ProS-GAN's PrototypeNet: label ``t`` → semantic feature ``r`` → (prototype code ``h = tanh(W r)``,
     label guess ``σ(V r)``).
 
-    The label → r → h part is the shared :class:`hashbench.prototype.PrototypeNet` (THA's net,
+    The label → r → h part is the shared :class:`hashbench.retrieval.prototype.PrototypeNet` (THA's net,
     with r of 512 dimensions); ProS-GAN adds the classifier head and hands r to the generator.
     """
 

@@ -10,9 +10,9 @@ from pydantic import Field, field_validator
 from torch import nn
 
 from attacks.hag import OutputImage, minimise_keeping
-from hashbench.attack import Attack, AttackContext, AttackParams
-from hashbench.params import MAX_ITERATIONS
-from hashbench.pgd import PGDConfig
+from hashbench.api.attack import Attack, AttackContext, AttackParams
+from hashbench.api.params import MAX_ITERATIONS
+from hashbench.retrieval.pgd import PGDConfig
 
 
 def _bit_terms(adv: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

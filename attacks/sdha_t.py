@@ -9,8 +9,8 @@ from torch import nn
 
 from attacks.hag import minimise_keeping
 from attacks.sdha import SDHA, ap_weights
-from hashbench.attack import AttackContext
-from hashbench.pgd import PGDConfig
+from hashbench.api.attack import AttackContext
+from hashbench.retrieval.pgd import PGDConfig
 
 
 def targeted_distance(adv: torch.Tensor, codes: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -15,7 +15,7 @@ from pydantic import Field
 
 from attacks.ni_fgsm import LIN_2020
 from attacks.transfer import SAAT, MomentumParams, TransferAttack
-from hashbench.params import MAX_ITERATIONS
+from hashbench.api.params import MAX_ITERATIONS
 
 
 class SINIParams(MomentumParams):

@@ -9,15 +9,14 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from hashbench.adversarial_training import milestones
-from hashbench.attack import Attack, AttackContext, AttackParams, PrepareSizes
-from hashbench.params import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_ITERATIONS
-from hashbench.pgd import PGDConfig, pgd
-from hashbench.training import TrainingDiverged
-from hashbench.prototype import (
-    PrototypeNet, PrototypeParams, PrototypeTrainer, build_prototype_net, load_prototype_net,
-    prototype_state, prototype_training_flops, sample_targets, target_candidates,
-)
+from hashbench.api.attack import Attack, AttackContext, AttackParams, PrepareSizes
+from hashbench.api.params import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_ITERATIONS
+from hashbench.retrieval.adversarial_training import milestones
+from hashbench.retrieval.pgd import PGDConfig, pgd
+from hashbench.retrieval.prototype import (PrototypeNet, PrototypeParams, PrototypeTrainer, build_prototype_net,
+                                           load_prototype_net, prototype_state, prototype_training_flops,
+                                           sample_targets, target_candidates)
+from hashbench.retrieval.training import TrainingDiverged
 
 #: the state tensor holding the prototype net's mean training loss per epoch
 HISTORY_KEY = "history.loss"
@@ -29,7 +28,7 @@ class THA(Attack):
     Paper: X. Wang, Z. Zhang, G. Lu, Y. Xu. *Targeted Attack and Defense for Deep Hashing*.
     SIGIR 2021.
 
-    ``prepare`` trains the prototype net ``h`` (:mod:`hashbench.prototype`: circle loss +
+    ``prepare`` trains the prototype net ``h`` (:mod:`hashbench.retrieval.prototype`: circle loss +
     quantisation) against the attacked model's eval-mode training codes: ``epochs`` ×
     ``steps_per_epoch`` Adam steps on batches of ``proto_batch_size`` target labels drawn
     uniformly from the distinct database label vectors (the all-zero one too, unless
@@ -40,7 +39,7 @@ class THA(Attack):
     Parameters: ``epsilon`` 8/255, ``step_size`` 1/255, ``iterations`` 100, ``random_start``
     off, ``alpha_schedule`` "proportional" (SAAT's ten segments; "none" is [TAD]'s α = 1),
     ``batch_size`` 128 (queries), ``epochs`` 100, ``steps_per_epoch`` 300, ``proto_batch_size``
-    32, and the prototype settings of :class:`~hashbench.prototype.PrototypeParams`
+    32, and the prototype settings of :class:`~hashbench.retrieval.prototype.PrototypeParams`
     (``proto_hidden`` (4096, 512), ``proto_lr`` 1e-4, ``proto_betas`` (0.5, 0.999),
     ``circle_gamma`` 1, ``proto_quantization`` 1e-4, ``triangular_mask`` on, ``circle_softplus``
     off, ``proto_zero_label`` on).  These are [TAD]'s ``attack.py`` (the CgAT grids); SAAT's

@@ -2,7 +2,7 @@
 
 Not an attack of its own: ``bim``, ``mi-fgsm``, ``di-fgsm``, ``ni-fgsm``, ``si-ni-fgsm`` and
 ``vmi-fgsm`` (one file each) subclass :class:`TransferAttack` and choose the optimiser options
-of the shared engine (:class:`hashbench.pgd.PGDConfig`).
+of the shared engine (:class:`hashbench.retrieval.pgd.PGDConfig`).
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from pydantic import Field
 from torch import nn
 
 from attacks.mainstay import mainstay_loss
-from hashbench.attack import Attack, AttackContext, AttackParams, PrepareSizes
-from hashbench.codes import center_codes, to_binary
-from hashbench.params import MAX_ITERATIONS
-from hashbench.pgd import PGDConfig, pgd
+from hashbench.api.attack import Attack, AttackContext, AttackParams, PrepareSizes
+from hashbench.api.params import MAX_ITERATIONS
+from hashbench.retrieval.codes import center_codes, to_binary
+from hashbench.retrieval.pgd import PGDConfig, pgd
 
 #: SAAT's generators (``model/adv_generator/``), as SAAT: Yuan, Zhang, Wang, Wu, IEEE TIFS 2023.
 SAAT = "Yuan, Zhang, Wang, Wu. Semantic-Aware Adversarial Training for Reliable Deep Hashing Retrieval. IEEE TIFS 2023"
@@ -30,7 +30,7 @@ def guide_codes(guide: Guide, model: nn.Module, x: torch.Tensor, labels: torch.T
     """The code a transfer attack pushes the query away from (``B×K``, float on ``x``'s device).
 
     ``mainstay``: SAAT's DMFL code of the query's label over the attacked model's training codes;
-    ``center``: CgAT's CHCM code (:func:`hashbench.codes.center_codes`); ``own``: the query's own
+    ``center``: CgAT's CHCM code (:func:`hashbench.retrieval.codes.center_codes`); ``own``: the query's own
     clean code ``sign f(x)`` (0 mapped to +1).
     """
     if guide == "own":
@@ -71,7 +71,7 @@ class TransferAttack(Attack):
     Params: ClassVar[type[TransferParams]] = TransferParams
 
     def optimizer_options(self) -> dict[str, Any]:
-        """The :class:`~hashbench.pgd.PGDConfig` transfer options of this optimiser (none: BIM)."""
+        """The :class:`~hashbench.retrieval.pgd.PGDConfig` transfer options of this optimiser (none: BIM)."""
         return {}
 
     def pgd_config(self) -> PGDConfig:
@@ -89,7 +89,7 @@ class TransferAttack(Attack):
                    generator=ctx.generator)
 
     def perturb_flops(self, sizes: PrepareSizes) -> int | None:
-        """Every iteration takes :attr:`~hashbench.pgd.PGDConfig.passes_per_step` gradients (SI's
+        """Every iteration takes :attr:`~hashbench.retrieval.pgd.PGDConfig.passes_per_step` gradients (SI's
         copies, VMI's neighbours), each a forward and a backward; plus two forwards."""
         config = self.pgd_config()
         return (3 * config.iterations * config.passes_per_step + 2) * sizes.model_forward_flops

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from attacks.transfer import SAAT, MomentumParams, TransferAttack
-from hashbench.params import MAX_ITERATIONS
+from hashbench.api.params import MAX_ITERATIONS
 
 
 class VMIParams(MomentumParams):

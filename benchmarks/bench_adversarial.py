@@ -21,12 +21,12 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-import hashbench.adversarial_training as adversarial_training
+import hashbench.retrieval.adversarial_training as adversarial_training
 from benchmarks.common import build_model, median, ratio_line, write_report
-from hashbench import registries
-from hashbench.defense import DefenseContext
+from hashbench import plugins
+from hashbench.api.defense import DefenseContext
 from hashbench.progress import Reporter
-from hashbench.training import TrainData
+from hashbench.retrieval.training import TrainData
 
 TARGET = 1.15
 
@@ -54,13 +54,13 @@ def _reference_parts(model: torch.nn.Module, x: torch.Tensor, iterations: int, l
 
 def measure(defense_name: str, batch: int, steps: int, width: int, seed: int = 0) -> dict[str, Any]:
     """Run ``defense_name`` for ``steps`` iterations with every step and its reference timed."""
-    dataset = registries.datasets.create("shapes", {"num_items": batch * steps, "num_classes": 6, "image_size": 32})
+    dataset = plugins.datasets.create("shapes", {"num_items": batch * steps, "num_classes": 6, "image_size": 32})
     indices = np.arange(batch * steps)
     data = TrainData(dataset, indices, torch.as_tensor(dataset.labels[indices], dtype=torch.float32))
     model = build_model("smallcnn", 32, bits=32, seed=seed, width=width)
     twin = copy.deepcopy(model)
-    defense = registries.defenses.create(defense_name, {"epochs": 1, "batch_size": batch})
-    method = registries.methods.create("dpsh", {})
+    defense = plugins.defenses.create(defense_name, {"epochs": 1, "batch_size": batch})
+    method = plugins.methods.create("dpsh", {})
     ours: list[float] = []
     parts: list[dict[str, float]] = []
     original = adversarial_training.run_epochs

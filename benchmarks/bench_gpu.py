@@ -32,14 +32,14 @@ import torch
 
 from benchmarks.common import (RUN_GRIDS, backbone_params, build_model, median, ratio_line, results_dir, timed_run,
                                write_report)
-from hashbench.harness.flops import forward_flops
-from hashbench.harness.stages.spec import PluginSpec
-from hashbench.determinism import use_deterministic_kernels
-from hashbench.pgd import PGDConfig, pgd
 from hashbench.errors import UserError
+from hashbench.harness.determinism import use_deterministic_kernels
 from hashbench.harness.executors.worker import resolve_device
+from hashbench.harness.flops import forward_flops
 from hashbench.harness.stages.context import AMP_DTYPES, autocast
+from hashbench.harness.stages.spec import PluginSpec
 from hashbench.harness.timings import device_label
+from hashbench.retrieval.pgd import PGDConfig, pgd
 
 MODELS = ("alexnet", "vgg11")
 

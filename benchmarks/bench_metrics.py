@@ -1,4 +1,4 @@
-"""Time hashbench.metrics against a naive per-query NumPy baseline, and measure its memory.
+"""Time hashbench.retrieval.metrics against a naive per-query NumPy baseline, and measure its memory.
 
 Run from the repository root: ``python -m benchmarks.bench_metrics [--quick] [--queries Q]
 [--database N] [--bits K] [--radius R]``.  Prints a table (one row per metric: map_at_k, pr_curve,
@@ -24,16 +24,9 @@ import numpy as np
 import torch
 
 from benchmarks.common import write_report
-from hashbench import metrics as metrics_module
-from hashbench.metrics import (
-    DEFAULT_RADIUS,
-    map_at_k,
-    pr_curve,
-    precision_at_n,
-    precision_at_radius,
-    ranking_backend,
-    recall_at_n,
-)
+from hashbench.retrieval import metrics as metrics_module
+from hashbench.retrieval.metrics import (DEFAULT_RADIUS, map_at_k, pr_curve, precision_at_n, precision_at_radius,
+                                         ranking_backend, recall_at_n)
 
 TOLERANCE = 1e-6
 TARGET = 20.0

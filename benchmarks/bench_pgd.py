@@ -1,4 +1,4 @@
-"""Attack-engine overhead: PGD iterations of :func:`hashbench.pgd.pgd` vs bare forward+backward.
+"""Attack-engine overhead: PGD iterations of :func:`hashbench.retrieval.pgd.pgd` vs bare forward+backward.
 
 Run from the repository root: ``python -m benchmarks.bench_pgd [--quick]``.  For each model
 (smallcnn at 32×32, batch 128; AlexNet without weights at 64×64, batch 32) the reference is
@@ -17,7 +17,7 @@ from typing import Sequence
 import torch
 
 from benchmarks.common import build_model, interleaved_medians, median, ratio_line, write_report
-from hashbench.pgd import PGDConfig, pgd
+from hashbench.retrieval.pgd import PGDConfig, pgd
 
 TARGET = 1.10
 CASES = {"smallcnn": (32, 128), "alexnet": (64, 32)}  # backbone: (image size, batch)

@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from hashbench.metrics import ranking_backend
+from hashbench.retrieval.metrics import ranking_backend
 
 DEFAULT_RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -95,12 +95,12 @@ def backbone_params(backbone: str, **params: Any) -> dict[str, Any]:
 def build_model(backbone: str, image_size: int, bits: int = 32, seed: int = 0,
                 device: str | torch.device = "cpu", **params: Any) -> torch.nn.Module:
     """A hash model from a registered backbone (ImageNet backbones without weights)."""
-    from hashbench import registries
+    from hashbench import plugins
     from hashbench.models import HashModel
 
     params = backbone_params(backbone, **params)
     torch.manual_seed(seed)
-    plugin = registries.backbones.create(backbone, params)
+    plugin = plugins.backbones.create(backbone, params)
     return HashModel(plugin.build(image_size), bits).to(device)
 
 
@@ -117,12 +117,12 @@ RUN_GRIDS = {
 
 
 def hashbench_cli(args: Sequence[str], *, timeout: float = 3600) -> tuple[float, str]:
-    """Run ``python -m hashbench.cli <args>`` in a subprocess; (wall seconds, stdout). Raises on failure."""
+    """Run ``python -m hashbench.cli.main <args>`` in a subprocess; (wall seconds, stdout). Raises on failure."""
     import subprocess
     import sys
 
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "hashbench.cli", *args], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "hashbench.cli.main", *args], capture_output=True, text=True,
                           timeout=timeout)
     wall = time.perf_counter() - start
     if proc.returncode != 0:

@@ -7,18 +7,16 @@ from typing import Any, Literal
 import torch
 from pydantic import Field
 
-from hashbench.adversarial_training import (
-    AdversarialParams, clean_outputs, inner_attack, preinstall_bank, train_adversarially,
-)
-from hashbench.banks import CodeBank
-from hashbench.defense import Defense, DefenseContext
-from hashbench.methods.base import HashMethod
+from hashbench.api.defense import Defense, DefenseContext
+from hashbench.api.method import HashMethod
+from hashbench.api.params import MAX_EPOCHS
 from hashbench.models.hash_model import HashModel
-from hashbench.params import MAX_EPOCHS
-from hashbench.prototype import (
-    AdamBetas, PrototypeParams, PrototypeTrainer, build_prototype_net, sample_targets, target_candidates,
-)
-from hashbench.training import TrainData
+from hashbench.retrieval.adversarial_training import (AdversarialParams, clean_outputs, inner_attack, preinstall_bank,
+                                                      train_adversarially)
+from hashbench.retrieval.banks import CodeBank
+from hashbench.retrieval.prototype import (AdamBetas, PrototypeParams, PrototypeTrainer, build_prototype_net,
+                                           sample_targets, target_candidates)
+from hashbench.retrieval.training import TrainData
 
 
 class ATRDH(Defense):
@@ -31,7 +29,7 @@ class ATRDH(Defense):
     draw one target label per image uniformly from the distinct training label vectors (the
     all-zero one too, as the released codes' ``unique``; ``proto_zero_label``); one Adam step
     of the prototype net ``h`` on its circle loss + quantisation against ``B``
-    (:mod:`hashbench.prototype`); ``x_adv`` = PGD *towards* ``sign h(t)`` (the prototypes of
+    (:mod:`hashbench.retrieval.prototype`); ``x_adv`` = PGD *towards* ``sign h(t)`` (the prototypes of
     that same forward, before the step); then, with ``U`` the bank of clean continuous outputs
     and ``S_ij = 2·1[y_i·l_j > 0] − 1``,
 
@@ -46,7 +44,7 @@ class ATRDH(Defense):
     ¾ of the iterations for both nets (``faithful_scheduler`` false: both fire), ``augment`` off,
     ``bank_init`` "eval", inner PGD ``epsilon`` 8/255, ``step_size`` 2/255, ``iterations`` 7,
     ``random_start`` on, ``pgd_mode`` "train", ``kappa`` κ = 2, ``recon_bank_init`` "zeros", and
-    the prototype settings of :class:`~hashbench.prototype.PrototypeParams` (``proto_hidden``
+    the prototype settings of :class:`~hashbench.retrieval.prototype.PrototypeParams` (``proto_hidden``
     (4096, 512), ``proto_lr`` 1e-4, ``proto_betas`` (0.5, 0.999), ``circle_gamma`` 1,
     ``proto_quantization`` 1e-4, ``triangular_mask`` on, ``circle_softplus`` off,
     ``proto_zero_label`` on).

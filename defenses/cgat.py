@@ -7,17 +7,15 @@ from typing import Any, Literal
 import torch
 from pydantic import Field
 
-from hashbench.adversarial_training import (
-    AdversarialParams, inner_attack, milestones, preinstall_bank, train_adversarially,
-)
-from hashbench.banks import CodeBank
-from hashbench.codes import center_codes
-from hashbench.defense import Defense, DefenseContext
-from hashbench.methods.base import HashMethod, SGDParams
-from hashbench.params import MAX_BATCH_SIZE, MAX_EPOCHS
+from hashbench.api.defense import Defense, DefenseContext
+from hashbench.api.method import HashMethod, SGDParams
+from hashbench.api.params import MAX_BATCH_SIZE, MAX_EPOCHS
 from hashbench.models.hash_model import HashModel
-from hashbench.training import TrainData
-
+from hashbench.retrieval.adversarial_training import (AdversarialParams, inner_attack, milestones, preinstall_bank,
+                                                      train_adversarially)
+from hashbench.retrieval.banks import CodeBank
+from hashbench.retrieval.codes import center_codes
+from hashbench.retrieval.training import TrainData
 
 #: ``guide_bank`` values: which bank rows the center/mainstay codes are computed from (see CgAT.Params)
 GuideBank = Literal["cgat", "saat", "binary"]

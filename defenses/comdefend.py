@@ -8,10 +8,10 @@ from typing import Any
 import torch
 from pydantic import Field, field_validator
 
-from hashbench.defense import DefenseContext, InferenceDefense, PurifierParams
+from hashbench.api.defense import DefenseContext, InferenceDefense, PurifierParams
+from hashbench.api.params import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_WIDTH
 from hashbench.models.purifier import ComDefendNet, comdefend_loss
-from hashbench.params import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_WIDTH
-from hashbench.training import TrainData, run_epochs
+from hashbench.retrieval.training import TrainData, run_epochs
 
 
 class ComDefend(InferenceDefense):

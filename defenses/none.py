@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hashbench.defense import Defense
+from hashbench.api.defense import Defense
 
 
 class NoDefense(Defense):

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from hashbench.params import MAX_EPOCHS
+from hashbench.api.params import MAX_EPOCHS
 
 from .cgat import CgAT, GuideBank
 
@@ -18,7 +18,7 @@ class SAAT(CgAT):
     Deep Hashing Retrieval*. IEEE TIFS 2023.
 
     The loop is CgAT's (spec §4.2 matches §1.9 step for step), with the mainstay code ``m`` of
-    DMFL (cosine-weighted positives, uniform negatives; :func:`hashbench.codes.center_codes`
+    DMFL (cosine-weighted positives, uniform negatives; :func:`hashbench.retrieval.codes.center_codes`
     with ``weighting="saat"``) instead of CHCM, computed before the bank update for the inner
     PGD and again after it (``m'``) for the outer loss
 

@@ -1,6 +1,10 @@
-"""Exceptions that the CLI turns into one-line messages with exit code 2."""
+"""Exceptions that the CLI turns into one-line messages with exit code 2, and how their messages
+quote user input."""
 
 from __future__ import annotations
+
+#: the longest quote of user input in an error message, ellipsis included
+EXCERPT_CHARS = 60
 
 
 class HashbenchError(Exception):
@@ -25,3 +29,17 @@ class DataError(UserError):
 
 class ArtifactError(HashbenchError):
     """A stored artifact that cannot be trusted (checksum mismatch, unknown format)."""
+
+
+def shorten(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, the last one an ellipsis when cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def excerpt(value: object, limit: int = EXCERPT_CHARS) -> str:
+    """``repr(value)`` cut to ``limit`` characters: how an error message quotes user input."""
+    try:
+        text = repr(value)
+    except RecursionError:  # only a structure built outside this loader can be this deep
+        text = f"<{type(value).__name__} nested too deeply>"
+    return shorten(text, limit)

@@ -9,7 +9,7 @@ from typing import Callable, Iterator
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from .terminal import markup, plain
+from hashbench.terminal import markup, plain
 
 
 class Reporter:

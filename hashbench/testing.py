@@ -35,27 +35,26 @@ from typing import Any, Iterator, Mapping
 
 import torch
 
-from hashbench import registries
-from hashbench.attack import Attack, AttackContext, AttackParams
-from hashbench.codes import to_binary
-from hashbench.config import Config, DatasetDecl, Grid, Profile, RegistryConfig, SplitSpec, load_config
-from hashbench.data.base import HashDataset
+from hashbench import plugins
+from hashbench.api.attack import Attack, AttackContext, AttackParams
+from hashbench.api.dataset import HashDataset
+from hashbench.api.defense import Defense, DefenseContext
+from hashbench.api.method import HashMethod
 from hashbench.data.splits import Split
-from hashbench.defense import Defense, DefenseContext
 from hashbench.errors import HashbenchError, PluginError, UserError
-from hashbench.methods.base import HashMethod
-from hashbench.metrics import map_at_k
-from hashbench.models.hash_model import HashModel
-from hashbench.models.purifier import PurifiedModel
+from hashbench.harness.config import Config, DatasetDecl, Grid, Profile, RegistryConfig, SplitSpec, load_config
 from hashbench.harness.plan import build_plan, derive_seed, resolved_values
-from hashbench.progress import Reporter
 from hashbench.harness.stages.attack import check_batch
 from hashbench.harness.stages.context import StageContext, attack_context, item_labels, load_model, seeded_generator
-from hashbench.harness.stages.encode import encode_images
 from hashbench.harness.stages.kinds import KINDS
 from hashbench.harness.stages.spec import Stage
-from hashbench.store import Artifact, canonical_json
-from hashbench.training import TrainData
+from hashbench.harness.store import Artifact, canonical_json
+from hashbench.models.hash_model import HashModel
+from hashbench.models.purifier import PurifiedModel
+from hashbench.progress import Reporter
+from hashbench.retrieval.codes import encode_images, to_binary
+from hashbench.retrieval.metrics import map_at_k
+from hashbench.retrieval.training import TrainData
 
 __all__ = [
     "AttackCheck", "DefenseCheck", "Victim", "check_attack", "check_defense", "profile_params", "tiny_victim",
@@ -114,7 +113,7 @@ class Victim:
 
     def hash_method(self) -> HashMethod:
         """A fresh instance of the victim's hashing method with its trained state (what a defense gets)."""
-        method = registries.methods.create(self.method, self.method_params)
+        method = plugins.methods.create(self.method, self.method_params)
         tensors = self._ctx.artifact(self._stages["train"]).tensors
         method.load_state_tensors({k[len("method."):]: v for k, v in tensors.items() if k.startswith("method.")})
         return method
@@ -229,7 +228,7 @@ def _distribution_of(cls: type) -> list[str]:
 
 def _resolve(kind: str, plugin: str | type | Any, params: Mapping[str, Any] | None) -> tuple[Any, str, str, list[str]]:
     """(instance, name, "attack 'name' (dist version)", [dist, version]) of the plugin under test."""
-    registry = registries.BY_KIND[kind]
+    registry = plugins.BY_KIND[kind]
     if isinstance(plugin, str):
         try:
             values = dict(params) if params is not None else profile_params(kind, plugin)
@@ -344,7 +343,7 @@ def check_attack(attack: str | type[Attack] | Attack, victim: Victim | None = No
     """Check the attack contract on ``victim`` (default: :func:`tiny_victim`); raise AssertionError if broken.
 
     ``attack`` is a registered name, an Attack subclass or an instance.  Properties: it has a
-    description and a paper; its parameters extend :class:`~hashbench.attack.AttackParams`;
+    description and a paper; its parameters extend :class:`~hashbench.api.attack.AttackParams`;
     ``prepare`` returns named tensors; every returned batch has the input's shape, finite
     values in [0, 1] and (``bounded`` attacks) stays within ε — the harness's own per-batch
     check; ``perturb`` leaves the model's weights and eval mode alone; the same seed gives
@@ -356,7 +355,7 @@ def check_attack(attack: str | type[Attack] | Attack, victim: Victim | None = No
     instance, name, label, origin = _resolve("attacks", attack, params)
     _check_metadata(instance, label)
     if not isinstance(instance.params, AttackParams):
-        raise AssertionError(f"{label}: its Params must subclass hashbench.attack.AttackParams "
+        raise AssertionError(f"{label}: its Params must subclass hashbench.api.attack.AttackParams "
                              "(epsilon and batch_size are read by the harness)")
     start = time.perf_counter()
     first = _attack_once(instance, victim, seed, name, label, origin)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from hashbench.config import load_config
+from hashbench.harness.config import load_config
 
 
 @pytest.fixture(autouse=True)

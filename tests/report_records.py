@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from hashbench.harness.store import Artifact, ArtifactStore
 from hashbench.report import paper
-from hashbench.store import Artifact, ArtifactStore
 
 RUN = "fake"
 XSS = "<script>alert(1)</script>"

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import torch
 
-from hashbench import registries
+from hashbench import plugins
+from hashbench.harness.config import Config, apply_overrides
 from hashbench.harness.executors.parallel import threads_per_worker
 from hashbench.harness.executors.worker import CRASH_ENV
-from hashbench.config import Config, apply_overrides
 from hashbench.harness.plan import Plan, PlanOptions, plan_members
-from hashbench.results import read_records
 from hashbench.harness.runner import Runner
+from hashbench.results import read_records
 
 SMALL_SET = ["methods=[dpsh]", "defenses=[none,cgat]", "attacks=[center]"]
 #: what the small grid plans: 1 split, its random-codes reference, 1 backbone warm start, 1 clean
@@ -54,7 +54,7 @@ def timings(results_dir: Path) -> list[dict]:
 
 def unregistered(names: dict[str, list[str]]) -> list[str]:
     """``kind:name`` of every plugin in ``names`` that is not registered (yet)."""
-    return [f"{kind[:-1]} {n}" for kind, ns in names.items() for n in ns if n not in registries.BY_KIND[kind]]
+    return [f"{kind[:-1]} {n}" for kind, ns in names.items() for n in ns if n not in plugins.BY_KIND[kind]]
 
 
 def reference_run(config: Config, root: Path) -> dict[str, dict]:
@@ -69,7 +69,7 @@ def reference_run(config: Config, root: Path) -> dict[str, dict]:
 
 def cli_command(results_dir: Path, *extra: str) -> list[str]:
     """``hashbench run`` of the small grid on the CPU with :data:`THREADS` threads, quiet, without a report."""
-    return [sys.executable, "-m", "hashbench.cli", "run", *small_cli_args(), "--device", "cpu", "--quiet",
+    return [sys.executable, "-m", "hashbench.cli.main", "run", *small_cli_args(), "--device", "cpu", "--quiet",
             "--no-report", "--threads", str(THREADS), "--results-dir", str(results_dir), *extra]
 
 

@@ -1,11 +1,11 @@
 """The worker's in-memory artifact cache: bounded by tensor bytes, least recently used out first."""
 
 import torch
+from runner_helpers import small_plan
 
 from hashbench.harness.executors.cache import ArtifactCache, artifact_bytes
 from hashbench.harness.executors.worker import StageWorker, WorkerConfig
-from hashbench.store import Artifact
-from runner_helpers import small_plan
+from hashbench.harness.store import Artifact
 
 
 def art(floats: int) -> Artifact:

@@ -9,16 +9,16 @@ from torch import nn
 from attacks.hag import hag_loss, hag_mask
 from attacks.mainstay import mainstay_loss
 from attacks.sdha import ap_weights, surrogate_distance, weighted_distance
-from hashbench import registries
-from hashbench.anchors import anchor_codes, anchor_pool, draw_anchors, vote
-from hashbench.attack import AttackContext
-from hashbench.codes import center_codes, to_binary
+from hashbench import plugins
+from hashbench.api.attack import AttackContext
 from hashbench.data.splits import make_split
 from hashbench.errors import ConfigError
-from hashbench.metrics import map_at_k
 from hashbench.models.hash_model import HashModel
-from hashbench.pgd import alpha_at
-from hashbench.training import TrainData, run_epochs
+from hashbench.retrieval.anchors import anchor_codes, anchor_pool, draw_anchors, vote
+from hashbench.retrieval.codes import center_codes, to_binary
+from hashbench.retrieval.metrics import map_at_k
+from hashbench.retrieval.pgd import alpha_at
+from hashbench.retrieval.training import TrainData, run_epochs
 
 MINE = ("p2p", "dhta", "hag", "sdha", "mainstay", "mainstay-t")
 UNTARGETED = ("hag", "sdha", "mainstay")
@@ -29,7 +29,7 @@ EPS = 8 / 255
 # --- parameters ----------------------------------------------------------------------------
 
 def test_defaults_are_the_papers():
-    p = {name: registries.attacks.create(name).params for name in MINE}
+    p = {name: plugins.attacks.create(name).params for name in MINE}
     assert (p["dhta"].anchors, p["dhta"].iterations, p["dhta"].step_size, p["dhta"].random_start) == (9, 2000, 1 / 255, False)
     assert (p["p2p"].anchors, p["p2p"].iterations, p["p2p"].alpha_schedule) == (1, 2000, "bai")
     assert (p["hag"].lr, p["hag"].momentum, p["hag"].tau, p["hag"].beta, p["hag"].iterations) == (100, 0.9, 0.5, 1.0, 2000)
@@ -38,7 +38,7 @@ def test_defaults_are_the_papers():
         assert (p[name].margin, p[name].iterations, p[name].step_size, p[name].random_start, p[name].weighting) == (
             0.5, 100, 1 / 255, True, "saat")
     assert all(p[name].epsilon == EPS and p[name].alpha_schedule != "none" for name in MINE)
-    assert {n for n in MINE if registries.attacks.get(n).targeted} == set(TARGETED)
+    assert {n for n in MINE if plugins.attacks.get(n).targeted} == set(TARGETED)
 
 
 @pytest.mark.parametrize(
@@ -62,7 +62,7 @@ def test_defaults_are_the_papers():
 )
 def test_invalid_parameters_are_rejected_at_construction(name, values, message):
     with pytest.raises(ConfigError, match=message):
-        registries.attacks.create(name, values)
+        plugins.attacks.create(name, values)
 
 
 # --- anchors (P2P, DHTA) ----------------------------------------------------------------------
@@ -114,7 +114,7 @@ def test_draws_are_uniform_over_the_pool_and_a_small_pool_votes_with_all_its_ite
 
 
 def test_p2p_anchor_is_the_code_of_one_matching_database_item():
-    attack = registries.attacks.create("p2p")
+    attack = plugins.attacks.create("p2p")
     db_codes = torch.tensor([[1.0, -1, 1], [-1, -1, 1], [1, 1, 1], [-1, 1, -1], [1, 1, -1], [-1, 1, 1]])
     ctx = AttackContext(db_codes, DB_LABELS, db_codes, DB_LABELS, EPS, torch.device("cpu"), torch.Generator().manual_seed(0))
     targets = torch.tensor([[0.0, 0, 1, 0], [1, 1, 1, 0], [1, 1, 0, 0]] * 20)
@@ -215,7 +215,7 @@ def test_every_attack_runs_its_iterations_on_the_alpha_schedule(name, schedule):
     labels = torch.tensor([[1.0, 0], [0, 1.0], [1.0, 1.0]])
     codes = torch.tensor([[1.0, -1, 1, -1, 1, 1], [-1.0, 1, 1, 1, -1, 1], [1.0, 1, -1, -1, 1, -1]])
     ctx = AttackContext(codes, labels, codes, labels, EPS, torch.device("cpu"), torch.Generator().manual_seed(0))
-    attack = registries.attacks.create(name, {"iterations": 20})
+    attack = plugins.attacks.create(name, {"iterations": 20})
     x = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(1))
     target = torch.tensor([[0.0, 1], [1.0, 0]]) if attack.targeted else None
     x_adv = attack.perturb(model, x, labels[:2], target, ctx)
@@ -228,7 +228,7 @@ def test_targeted_attacks_need_targets():
                         torch.Generator())
     for name in TARGETED:
         with pytest.raises(ValueError, match="targeted"):
-            registries.attacks.create(name, {"iterations": 1}).perturb(AlphaSpy(), torch.rand(2, 3, 4, 4), torch.eye(2),
+            plugins.attacks.create(name, {"iterations": 1}).perturb(AlphaSpy(), torch.rand(2, 3, 4, 4), torch.eye(2),
                                                                        None, ctx)
 
 
@@ -243,11 +243,11 @@ def victim():
     distinct codes cannot show what an attack does (see ``hashbench.testing.tiny_victim``).
     """
     torch.manual_seed(0)
-    dataset = registries.datasets.create("shapes", {"num_items": 400, "image_size": 32, "num_classes": 4,
+    dataset = plugins.datasets.create("shapes", {"num_items": 400, "image_size": 32, "num_classes": 4,
                                                     "max_shapes": 1})
     split = make_split(dataset, num_query=40, num_train=300, seed=0)
-    model = HashModel(registries.backbones.create("smallcnn", {"width": 8, "features": 64}).build(32), 16)
-    method = registries.methods.create("csq", {"epochs": 20, "batch_size": 16, "lr": 0.05})
+    model = HashModel(plugins.backbones.create("smallcnn", {"width": 8, "features": 64}).build(32), 16)
+    method = plugins.methods.create("csq", {"epochs": 20, "batch_size": 16, "lr": 0.05})
     train_labels = torch.as_tensor(dataset.labels[split.train], dtype=torch.float32)
     data = TrainData(dataset, split.train, train_labels)
     method.setup(len(data), 16, train_labels, torch.device("cpu"))
@@ -299,7 +299,7 @@ def results(victim):
     """Each attack (20 iterations) run once on the victim's queries, seed 0."""
     out = {}
     for name in MINE:
-        attack = registries.attacks.create(name, {"iterations": 20})
+        attack = plugins.attacks.create(name, {"iterations": 20})
         target = victim["targets"] if attack.targeted else None
         out[name] = attack.perturb(victim["model"], victim["x"], victim["y"], target, victim["context"](0))
     return out
@@ -321,7 +321,7 @@ def test_output_is_an_image_within_the_budget(victim, results, name):
 
 @pytest.mark.parametrize("name", MINE)
 def test_deterministic_for_a_seed(victim, results, name):
-    attack = registries.attacks.create(name, {"iterations": 20})
+    attack = plugins.attacks.create(name, {"iterations": 20})
     target = victim["targets"] if attack.targeted else None
     again = attack.perturb(victim["model"], victim["x"], victim["y"], target, victim["context"](0))
     assert torch.equal(again, results[name])
@@ -330,7 +330,7 @@ def test_deterministic_for_a_seed(victim, results, name):
 @pytest.mark.parametrize("name", ["p2p", "dhta", "mainstay", "mainstay-t"])
 def test_random_draws_follow_the_seed(victim, results, name):
     """P2P/DHTA draw anchors, the mainstay attacks a random start: another seed, another result."""
-    attack = registries.attacks.create(name, {"iterations": 20})
+    attack = plugins.attacks.create(name, {"iterations": 20})
     target = victim["targets"] if attack.targeted else None
     other = attack.perturb(victim["model"], victim["x"], victim["y"], target, victim["context"](1))
     if name in ("p2p", "dhta"):
@@ -359,7 +359,7 @@ def test_targeted_attacks_raise_t_map(victim, results, name):
 
 @pytest.mark.parametrize("name", ["p2p", "dhta"])
 def test_anchor_attacks_reach_their_anchor_codes(victim, results, name):
-    attack = registries.attacks.create(name)
+    attack = plugins.attacks.create(name)
     anchors = attack.anchor_codes(victim["targets"], victim["context"](0))  # the same draws as the run
     with torch.no_grad():
         codes = to_binary(victim["model"](results[name])).float()

@@ -136,7 +136,7 @@ def test_an_unknown_benchmark_name_is_rejected(results, capsys):
 
 @pytest.mark.slow
 def test_hashbench_bench_runs_python_m_benchmarks(results):
-    proc = subprocess.run([sys.executable, "-m", "hashbench.cli", "bench", "--quick", "--only", "bench_gpu"],
+    proc = subprocess.run([sys.executable, "-m", "hashbench.cli.main", "bench", "--quick", "--only", "bench_gpu"],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((results / "summary.json").read_text())

@@ -11,9 +11,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from report_records import RUN, add_examples, make_record, paper_like_records, write_run
 
 from hashbench.report import build_report, write_report
-from report_records import RUN, add_examples, make_record, paper_like_records, write_run
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[dev]')")
 

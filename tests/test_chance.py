@@ -1,9 +1,9 @@
-"""The random-codes reference and code health (hashbench.chance)."""
+"""The random-codes reference and code health (hashbench.retrieval.chance)."""
 
 import numpy as np
 import pytest
 
-from hashbench.chance import chance_map, code_health, degenerate, random_balanced_codes
+from hashbench.retrieval.chance import chance_map, code_health, degenerate, random_balanced_codes
 
 
 def _labels(n: int, classes: int, seed: int) -> np.ndarray:

@@ -3,10 +3,10 @@ import json
 import pytest
 import yaml
 from click.testing import CliRunner
-
-from hashbench.cli import main
-from hashbench.results import load
 from runner_helpers import SMALL_CELLS, SMALL_STAGES, small_cli_args
+
+from hashbench.cli.main import main
+from hashbench.results import load
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Tests for hashbench.codes: centre codes (brute-force optimality, ties) and to_binary."""
+"""Tests for hashbench.retrieval.codes: centre codes (brute-force optimality, ties) and to_binary."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from hashbench.codes import center_codes, to_binary
+from hashbench.retrieval.codes import center_codes, to_binary
 
 
 def weights(y, bank_labels, weighting):

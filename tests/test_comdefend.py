@@ -10,20 +10,20 @@ import pytest
 import torch
 
 import attacks.center as center_module
-from hashbench import registries
-from hashbench.config import apply_overrides
-from hashbench.defense import DefenseContext, InferenceDefense
+from hashbench import plugins
+from hashbench.api.defense import DefenseContext, InferenceDefense
 from hashbench.errors import ConfigError
+from hashbench.harness.config import apply_overrides
+from hashbench.harness.plan import plan_members
+from hashbench.harness.runner import Runner
+from hashbench.harness.stages.context import model_artifact
 from hashbench.models.hash_model import HashModel
 from hashbench.models.purifier import ComDefendNet, PurifiedModel, attacked_model, binarize, comdefend_loss
-from hashbench.harness.plan import plan_members
 from hashbench.progress import Reporter
 from hashbench.report.leaderboard import leaderboards
 from hashbench.results import load, read_records
-from hashbench.harness.runner import Runner
-from hashbench.harness.stages.context import model_artifact
+from hashbench.retrieval.training import TrainData
 from hashbench.testing import check_defense
-from hashbench.training import TrainData
 
 #: a purifier small enough for a few CPU seconds
 TINY = {"hidden": [4, 8], "noise": 2.0, "epochs": 2, "batch_size": 8, "lr": 0.003, "beta1": 0.9}
@@ -31,22 +31,22 @@ TINY = {"hidden": [4, 8], "noise": 2.0, "epochs": 2, "batch_size": 8, "lr": 0.00
 
 @pytest.fixture(scope="module")
 def tiny() -> TrainData:
-    dataset = registries.datasets.create("shapes", {"num_items": 40, "num_classes": 6, "image_size": 32})
+    dataset = plugins.datasets.create("shapes", {"num_items": 40, "num_classes": 6, "image_size": 32})
     indices = np.arange(24)
     return TrainData(dataset, indices, torch.as_tensor(dataset.labels[indices], dtype=torch.float32))
 
 
 def hash_model(seed: int = 0) -> HashModel:
     torch.manual_seed(seed)
-    return HashModel(registries.backbones.create("smallcnn", {"width": 8, "features": 32}).build(32), 16).eval()
+    return HashModel(plugins.backbones.create("smallcnn", {"width": 8, "features": 32}).build(32), 16).eval()
 
 
 def fit(data: TrainData, seed: int = 0, **params) -> tuple[PurifiedModel, dict, HashModel]:
     model = hash_model()
-    defense = registries.defenses.create("comdefend", {**TINY, **params})
+    defense = plugins.defenses.create("comdefend", {**TINY, **params})
     torch.manual_seed(seed)  # the purifier's initialisation, as the defend stage seeds it
     ctx = DefenseContext(torch.device("cpu"), torch.Generator().manual_seed(seed), Reporter())
-    defended, log = defense.fit(model, registries.methods.create("dpsh", {}), data, ctx)
+    defended, log = defense.fit(model, plugins.methods.create("dpsh", {}), data, ctx)
     return defended, log, model
 
 
@@ -77,9 +77,9 @@ def test_bad_architectures_are_refused():
     with pytest.raises(ValueError, match="positive"):
         ComDefendNet((4, 0))
     with pytest.raises(ConfigError, match="'hidden'"):
-        registries.defenses.create("comdefend", {"hidden": []})
+        plugins.defenses.create("comdefend", {"hidden": []})
     with pytest.raises(ConfigError, match="'noise'"):
-        registries.defenses.create("comdefend", {"noise": -1.0})
+        plugins.defenses.create("comdefend", {"noise": -1.0})
 
 
 def test_the_loss_on_hand_made_tensors():
@@ -152,7 +152,7 @@ def test_fit_is_deterministic_for_a_seed(tiny):
 
 def test_the_artifact_keeps_the_purifier_under_its_own_prefix(tiny):
     defended, _, model = fit(tiny)
-    method = registries.methods.create("dpsh", {})
+    method = plugins.methods.create("dpsh", {})
     purified = model_artifact(defended, method, {}).tensors
     plain = model_artifact(model, method, {}).tensors
     assert {k for k in purified if k.startswith("model.")} == set(plain)  # the clean model's, unchanged
@@ -160,7 +160,7 @@ def test_the_artifact_keeps_the_purifier_under_its_own_prefix(tiny):
     assert {k[len("purifier."):] for k in purified if k.startswith("purifier.")} == set(defended.purifier.state_dict())
 
 
-class _TamperingComDefend(registries.defenses.get("comdefend")):
+class _TamperingComDefend(plugins.defenses.get("comdefend")):
     """Breaks the inference-time contract: it also changes the hash model."""
 
     def fit(self, model, method, data, ctx):
@@ -177,9 +177,9 @@ def test_the_contract_check_refuses_a_purifier_defense_that_changes_the_hash_mod
 
 
 def test_comdefend_is_an_inference_time_defense_in_the_smoke_grid_only(config):
-    cls = registries.defenses.get("comdefend")
+    cls = plugins.defenses.get("comdefend")
     assert issubclass(cls, InferenceDefense) and cls.inference_time and not cls.identity
-    assert not registries.defenses.get("cgat").inference_time and not registries.defenses.get("none").inference_time
+    assert not plugins.defenses.get("cgat").inference_time and not plugins.defenses.get("none").inference_time
     assert "comdefend" in config.grid("smoke").defenses
     assert "comdefend" not in config.grid("demo").defenses  # the demo's numbers are pinned by slow tests
 

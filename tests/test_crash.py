@@ -6,7 +6,6 @@ import subprocess
 import time
 
 import pytest
-
 from runner_helpers import SMALL_STAGES, cli_command, cli_env, metrics, partials, reference_run, run_cli, timings
 
 TOTAL = sum(SMALL_STAGES.values())

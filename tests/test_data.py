@@ -11,13 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from hashbench.data import (
-    HashDataset,
-    PredefinedSplit,
-    Split,
-    make_split,
-    select_target_labels,
-)
+from hashbench.api.dataset import HashDataset, PredefinedSplit
+from hashbench.data import Split, make_split, select_target_labels
 from hashbench.data.listfile import ListFile, UnlabeledItemsWarning
 from hashbench.data.shapes import SHAPE_KINDS, Shapes
 from hashbench.errors import ArtifactError, ConfigError, DataError

@@ -13,10 +13,10 @@ import yaml
 from click.testing import CliRunner, Result
 from PIL import Image
 
-from hashbench import registries
-from hashbench.cli import main
+from hashbench import plugins
+from hashbench.cli.data import NAMES
+from hashbench.cli.main import main
 from hashbench.data.builders import DATASETS
-from hashbench.cli_data import NAMES
 from hashbench.data.builders.flickr25k import ANNOTATIONS, CLASSES
 
 COCO_IDS = [i for i in range(1, 91) if i not in (12, 26, 29, 30, 45, 66, 68, 69, 71, 83)]  # 80 ids with gaps
@@ -105,7 +105,7 @@ def built(name: str, tmp_path: Path, *extra: str) -> Path:
 def open_lists(out: Path, classes: int):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # FLICKR keeps its unlabelled images, as the paper's split does
-        return registries.datasets.create("listfile", {"root": str(out), "num_classes": classes,
+        return plugins.datasets.create("listfile", {"root": str(out), "num_classes": classes,
                                                        "image_size": 16, "resize": 16})
 
 

@@ -10,43 +10,43 @@ import torch
 import defenses.atrdh as atrdh_module
 import defenses.cgat as cgat_module
 from defenses.cgat import guide_codes
-from hashbench import registries
-from hashbench.adversarial_training import milestones
-from hashbench.attack import AttackContext
-from hashbench.banks import CodeBank
-from hashbench.codes import center_codes, to_binary
-from hashbench.defense import DefenseContext
+from hashbench import plugins
+from hashbench.api.attack import AttackContext
+from hashbench.api.defense import DefenseContext
 from hashbench.errors import ConfigError
 from hashbench.methods.dpsh import DPSH
-from hashbench.metrics import map_at_k
 from hashbench.models.hash_model import HashModel
 from hashbench.progress import Reporter
-from hashbench.prototype import PrototypeTrainer
-from hashbench.training import TrainData, TrainingDiverged
+from hashbench.retrieval.adversarial_training import milestones
+from hashbench.retrieval.banks import CodeBank
+from hashbench.retrieval.codes import center_codes, to_binary
+from hashbench.retrieval.metrics import map_at_k
+from hashbench.retrieval.prototype import PrototypeTrainer
+from hashbench.retrieval.training import TrainData, TrainingDiverged
 
 #: the built-in defenses that train the hash model (third-party plugins installed alongside are not ours to test)
-ADVERSARIAL = sorted(n for n in registries.defenses.names()
-                     if registries.defenses.origin(n)[0] == "hashbench" and not registries.defenses.get(n).identity
-                     and not registries.defenses.get(n).inference_time)  # purifiers: tests/test_comdefend.py
+ADVERSARIAL = sorted(n for n in plugins.defenses.names()
+                     if plugins.defenses.origin(n)[0] == "hashbench" and not plugins.defenses.get(n).identity
+                     and not plugins.defenses.get(n).inference_time)  # purifiers: tests/test_comdefend.py
 #: one short epoch: 24 images in batches of 8, one PGD step, a small prototype net
 FAST = {"epochs": 1, "batch_size": 8, "iterations": 1, "proto_hidden": (32, 16)}
 
 
 def fast_params(name: str, **extra) -> dict:
-    fields = registries.defenses.get(name).Params.model_fields
+    fields = plugins.defenses.get(name).Params.model_fields
     return {k: v for k, v in {**FAST, **extra}.items() if k in fields}
 
 
 @pytest.fixture(scope="module")
 def tiny() -> TrainData:
-    dataset = registries.datasets.create("shapes", {"num_items": 40, "num_classes": 6, "image_size": 32})
+    dataset = plugins.datasets.create("shapes", {"num_items": 40, "num_classes": 6, "image_size": 32})
     indices = np.arange(24)
     return TrainData(dataset, indices, torch.as_tensor(dataset.labels[indices], dtype=torch.float32))
 
 
 def make_model(bits: int = 16, width: int = 8, features: int = 32, seed: int = 0) -> HashModel:
     torch.manual_seed(seed)
-    return HashModel(registries.backbones.create("smallcnn", {"width": width, "features": features}).build(32), bits)
+    return HashModel(plugins.backbones.create("smallcnn", {"width": width, "features": features}).build(32), bits)
 
 
 def context(seed: int = 0) -> DefenseContext:
@@ -57,13 +57,13 @@ def test_the_three_defenses_are_registered():
     assert {"cgat", "saat", "atrdh"} <= set(ADVERSARIAL)
 
 
-@pytest.mark.parametrize("method_name", registries.methods.names())
+@pytest.mark.parametrize("method_name", plugins.methods.names())
 @pytest.mark.parametrize("defense_name", ADVERSARIAL)
 def test_every_defense_trains_every_method(defense_name, method_name, tiny):
     model = make_model()
     before = [p.detach().clone() for p in model.parameters()]
-    method = registries.methods.create(method_name, {})
-    defense = registries.defenses.create(defense_name, fast_params(defense_name))
+    method = plugins.methods.create(method_name, {})
+    defense = plugins.defenses.create(defense_name, fast_params(defense_name))
     out, log = defense.fit(model, method, tiny, context())
     assert len(log["history"]) == 1
     epoch = log["history"][0]
@@ -79,8 +79,8 @@ def test_every_defense_trains_every_method(defense_name, method_name, tiny):
 @pytest.mark.parametrize("defense_name", ADVERSARIAL)
 def test_bank_rows_hold_the_latest_outputs(defense_name, tiny):
     """Preinstalled rows are exact ±1 codes; after an epoch every row holds a continuous output."""
-    method = registries.methods.create("dpsh", {})
-    registries.defenses.create(defense_name, fast_params(defense_name)).fit(make_model(), method, tiny, context())
+    method = plugins.methods.create("dpsh", {})
+    plugins.defenses.create(defense_name, fast_params(defense_name)).fit(make_model(), method, tiny, context())
     assert method.bank.u.abs().max() < 1
     assert (method.bank.u != 0).all()
 
@@ -125,8 +125,8 @@ def test_codes_are_recomputed_after_the_bank_update(defense_name, weighting, ord
     monkeypatch.setattr(cgat_module, "center_codes", center_spy)
     monkeypatch.setattr(CodeBank, "preinstall", preinstall_spy)
     spy_on_attack_and_bank(monkeypatch, cgat_module, events)
-    defense = registries.defenses.create(defense_name, fast_params(defense_name))
-    defense.fit(make_model(), registries.methods.create("dpsh", {}), tiny, context())
+    defense = plugins.defenses.create(defense_name, fast_params(defense_name))
+    defense.fit(make_model(), plugins.methods.create("dpsh", {}), tiny, context())
 
     # the defense writes the batch, DPSH's loss writes the same rows again (with u)
     assert [e[0] for e in events] == ["preinstall"] + order * 3
@@ -156,8 +156,8 @@ def test_atrdh_prototypes_see_the_updated_bank_and_attack_is_targeted(tiny, monk
 
     monkeypatch.setattr(PrototypeTrainer, "step", step_spy)
     spy_on_attack_and_bank(monkeypatch, atrdh_module, events)
-    registries.defenses.create("atrdh", fast_params("atrdh")).fit(
-        make_model(), registries.methods.create("dpsh", {}), tiny, context())
+    plugins.defenses.create("atrdh", fast_params("atrdh")).fit(
+        make_model(), plugins.methods.create("dpsh", {}), tiny, context())
 
     # B[idx] = sign(u); prototype step on B; PGD towards sign h(t); U[idx] = u; DPSH writes B again
     kinds = [e[0] for e in events]
@@ -188,11 +188,11 @@ def test_zero_label_handling(tiny):
     data = TrainData(tiny.dataset, tiny.indices, labels)
     for mode in ("negative", "exclude"):
         for name in ("cgat", "saat"):
-            _, log = registries.defenses.create(name, fast_params(name, zero_labels=mode)).fit(
-                make_model(), registries.methods.create("dpsh", {}), data, context())
+            _, log = plugins.defenses.create(name, fast_params(name, zero_labels=mode)).fit(
+                make_model(), plugins.methods.create("dpsh", {}), data, context())
             assert all(math.isfinite(v) for v in log["history"][0].values())
     with pytest.raises(ConfigError, match="zero_labels"):
-        registries.defenses.get("cgat").from_params({"zero_labels": "drop"})
+        plugins.defenses.get("cgat").from_params({"zero_labels": "drop"})
 
 
 @pytest.mark.parametrize("faithful, expected", [(False, [1e-2, 1e-2, 1e-2, 1e-3, 1e-4, 1e-4]),
@@ -208,8 +208,8 @@ def test_lr_milestones(faithful, expected, tiny, monkeypatch):
         return real_step(self, *args, **kwargs)
 
     monkeypatch.setattr(torch.optim.SGD, "step", step_spy)
-    defense = registries.defenses.create("cgat", fast_params("cgat", epochs=2, faithful_scheduler=faithful))
-    _, log = defense.fit(make_model(), registries.methods.create("dpsh", {}), tiny, context())
+    defense = plugins.defenses.create("cgat", fast_params("cgat", epochs=2, faithful_scheduler=faithful))
+    _, log = defense.fit(make_model(), plugins.methods.create("dpsh", {}), tiny, context())
     assert lrs == pytest.approx(expected)
     assert log["milestones"] == ([3] if faithful else [3, 4])
 
@@ -224,21 +224,21 @@ def test_divergence_names_epoch_and_step(defense_name, tiny):
             value = super().loss(u, y, idx)
             return value * float("nan") if Exploding.calls == 2 else value
 
-    defense = registries.defenses.create(defense_name, fast_params(defense_name))
+    defense = plugins.defenses.create(defense_name, fast_params(defense_name))
     with pytest.raises(TrainingDiverged, match=rf"defend {defense_name}: loss '\w+' is nan at epoch 1, step 2"):
         defense.fit(make_model(), Exploding(), tiny, context())
 
 
 def test_defaults_are_the_papers():
-    cgat = registries.defenses.create("cgat", {}).params
+    cgat = plugins.defenses.create("cgat", {}).params
     assert (cgat.epochs, cgat.batch_size, cgat.lr, cgat.momentum, cgat.weight_decay, cgat.augment) == (
         30, 32, 0.01, 0.9, 5e-4, True)
     assert (cgat.lam, cgat.mu, cgat.weighting, cgat.bank_init, cgat.pgd_mode) == (1.0, 0.0, "cgat", "train", "train")
-    saat = registries.defenses.create("saat", {}).params
+    saat = plugins.defenses.create("saat", {}).params
     assert (saat.epochs, saat.batch_size, saat.lr, saat.momentum, saat.weight_decay, saat.augment) == (
         20, 32, 0.05, 0.0, 1e-5, False)
     assert (saat.lam, saat.mu, saat.weighting, saat.bank_init) == (1.0, 1e-4, "saat", "eval")
-    atrdh = registries.defenses.create("atrdh", {}).params
+    atrdh = plugins.defenses.create("atrdh", {}).params
     assert (atrdh.epochs, atrdh.batch_size, atrdh.lr, atrdh.betas, atrdh.kappa, atrdh.augment) == (
         100, 32, 1e-4, (0.5, 0.999), 2.0, False)
     for p in (cgat, saat, atrdh):
@@ -259,7 +259,7 @@ def _center_map(model, dataset, query, database, train) -> float:
         train_codes = to_binary(model(dataset.images(train))).float()
     ctx = AttackContext(db_codes, labels(database), train_codes, labels(train), 8 / 255, torch.device("cpu"),
                         torch.Generator().manual_seed(1))
-    attack = registries.attacks.create("center", {"iterations": 20})
+    attack = plugins.attacks.create("center", {"iterations": 20})
     x_adv = attack.perturb(model, dataset.images(query), labels(query), None, ctx)
     with torch.no_grad():
         codes = to_binary(model(x_adv))
@@ -271,7 +271,7 @@ def _center_map(model, dataset, query, database, train) -> float:
 def test_cgat_and_saat_resist_the_center_attack():
     """A clean model that retrieves well collapses under the center attack; two epochs of CgAT or
     SAAT (DPSH loss) from it keep a much higher MAP under the same attack."""
-    dataset = registries.datasets.create("shapes", {"num_items": 400, "num_classes": 4, "max_shapes": 1})
+    dataset = plugins.datasets.create("shapes", {"num_items": 400, "num_classes": 4, "max_shapes": 1})
     perm = np.random.default_rng(0).permutation(400)
     query, database = perm[:64], perm[64:]
     train = database[:256]
@@ -298,8 +298,8 @@ def test_cgat_and_saat_resist_the_center_attack():
     for name in ("cgat", "saat"):
         defended = make_model(features=64)
         defended.load_state_dict(clean_state)
-        defended, _ = registries.defenses.create(name, {"epochs": 2}).fit(
-            defended, registries.methods.create("dpsh", {}), data, context())
+        defended, _ = plugins.defenses.create(name, {"epochs": 2}).fit(
+            defended, plugins.methods.create("dpsh", {}), data, context())
         maps[name] = _center_map(defended, dataset, query, database, train)
     model.eval()
     with torch.no_grad():

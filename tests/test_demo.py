@@ -7,10 +7,10 @@ constant, in the papers' order under the center attack.  MAP values are in point
 import pytest
 import torch
 
-from hashbench.config import apply_overrides
+from hashbench.harness.config import apply_overrides
 from hashbench.harness.plan import build_plan, plan_members
-from hashbench.results import load
 from hashbench.harness.runner import Runner
+from hashbench.results import load
 
 METHODS = ["dph", "dpsh", "hashnet", "dch", "csq", "dsdh", "dsdh-c", "greedyhash", "csq-c", "dpn", "hswd", "ortho"]
 UNTARGETED = ["center", "mainstay", "hag", "sdha"]

@@ -13,8 +13,8 @@ import yaml
 from click.testing import CliRunner, Result
 from PIL import Image
 
-from hashbench.cli import _fmt_seconds, main
-from hashbench.config import default_registry_path
+from hashbench.cli.main import _fmt_seconds, main
+from hashbench.harness.config import default_registry_path
 
 #: item i is img/<i>.png; train 0–11, database 0–15, queries 16–19 (as tests/reliability's helper)
 LABELS = ["1 0 0", "0 1 0", "0 0 1", "1 1 0"]
@@ -180,7 +180,7 @@ def test_imagenet_weights_not_cached(tmp_path: Path, torch_home: Path) -> None:
 
 
 def test_too_little_disk_asks_for_space(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("hashbench.store.free_bytes", lambda path: 1000)
+    monkeypatch.setattr("hashbench.harness.doctor.free_bytes", lambda path: 1000)
     result = doctor(tmp_path)
     assert result.exit_code == 1, result.output
     assert "problem disk: 1000 B free" in result.output
@@ -190,9 +190,9 @@ def test_too_little_disk_asks_for_space(tmp_path: Path, monkeypatch: pytest.Monk
 def test_a_cuda_device_is_named_with_its_memory(monkeypatch: pytest.MonkeyPatch) -> None:
     from types import SimpleNamespace
 
-    from hashbench.doctor import check_device
+    from hashbench.harness.doctor import check_device
 
-    monkeypatch.setattr("hashbench.harness.executors.worker.resolve_device", lambda name: torch.device("cuda", 0))
+    monkeypatch.setattr("hashbench.harness.doctor.resolve_device", lambda name: torch.device("cuda", 0))
     monkeypatch.setattr(torch.cuda, "get_device_properties",
                         lambda device: SimpleNamespace(name="NVIDIA H200", total_memory=140 * 2**30))
     finding, device = check_device("cuda")

@@ -13,11 +13,11 @@ from typing import Any
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from report_records import RUN, XSS, make_record, paper_like_records, write_run
 
-from hashbench.cli import main
+from hashbench.cli.main import main
 from hashbench.report import build_report
 from hashbench.report.export import latex_escape, md_escape, to_csv, to_json, to_latex, to_markdown
-from report_records import RUN, XSS, make_record, paper_like_records, write_run
 
 SEEDS = (0, 1)
 

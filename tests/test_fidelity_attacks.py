@@ -12,13 +12,13 @@ import pytest
 import torch
 from torch import nn
 
-from hashbench import registries
-from hashbench.attack import AttackContext
-from hashbench.codes import to_binary
-from hashbench.config import load_config
-from hashbench.models.hash_model import HashModel
+from hashbench import plugins
+from hashbench.api.attack import AttackContext
+from hashbench.harness.config import load_config
 from hashbench.harness.plan import build_plan
-from hashbench.prototype import PrototypeTrainer, circle_loss, target_candidates
+from hashbench.models.hash_model import HashModel
+from hashbench.retrieval.codes import to_binary
+from hashbench.retrieval.prototype import PrototypeTrainer, circle_loss, target_candidates
 
 
 class Recording(nn.Module):
@@ -36,7 +36,7 @@ class Recording(nn.Module):
 
 def victim() -> HashModel:
     torch.manual_seed(0)
-    net = HashModel(registries.backbones.create("smallcnn", {"width": 8, "features": 32}).build(32), 16).eval()
+    net = HashModel(plugins.backbones.create("smallcnn", {"width": 8, "features": 32}).build(32), 16).eval()
     for p in net.parameters():
         p.requires_grad_(False)
     return net
@@ -53,9 +53,9 @@ def context(bits: int = 16) -> AttackContext:
 def test_hag_and_sdha_return_the_image_of_the_last_forward(name, extra):
     x = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(2))
     y = torch.tensor([[1.0, 0, 0, 0], [0, 1, 1, 0], [0, 0, 0, 1]])
-    target = 1 - y if registries.attacks.get(name).targeted else None
+    target = 1 - y if plugins.attacks.get(name).targeted else None
     model = Recording(victim())
-    attack = registries.attacks.create(name, {"iterations": 4, **extra})
+    attack = plugins.attacks.create(name, {"iterations": 4, **extra})
     assert attack.params.output_image == "last_forward"
     kept = attack.perturb(model, x, y, target, context())
     assert len(model.inputs) == 4 + (name != "sdha-t")  # one per iteration, after HAG's and SDHA's clean forward
@@ -63,7 +63,7 @@ def test_hag_and_sdha_return_the_image_of_the_last_forward(name, extra):
     with torch.no_grad():  # the code the harness encodes is the code of that forward
         assert torch.equal(to_binary(model.net(kept)), to_binary(model.net(model.inputs[-1], 1.0)))
 
-    stepped = registries.attacks.create(name, {"iterations": 4, "output_image": "last_step", **extra}).perturb(
+    stepped = plugins.attacks.create(name, {"iterations": 4, "output_image": "last_step", **extra}).perturb(
         Recording(victim()), x, y, target, context())
     assert not torch.equal(stepped, kept)  # the final update moved the image
     assert float((stepped - x).abs().max()) <= 8 / 255 + 1e-6 and float((kept - x).abs().max()) <= 8 / 255 + 1e-6
@@ -82,7 +82,7 @@ def test_tha_trains_its_prototypes_on_the_zero_label_too(monkeypatch):
         return real(self, targets, codes, labels)
 
     monkeypatch.setattr(PrototypeTrainer, "step", spy)
-    attack = registries.attacks.create("tha", {"epochs": 1, "steps_per_epoch": 3, "proto_hidden": (16, 8)})
+    attack = plugins.attacks.create("tha", {"epochs": 1, "steps_per_epoch": 3, "proto_hidden": (16, 8)})
     assert attack.params.proto_zero_label and attack.params.proto_batch_size == 32
     g = torch.Generator().manual_seed(0)
     codes = torch.sign(torch.randn(4, 8, generator=g))
@@ -111,7 +111,7 @@ def test_circle_softplus_wraps_the_summed_loss():
     codes = torch.sign(torch.randn(10, 8, generator=g))
     labels = (torch.rand(10, 3, generator=g) < 0.5).float()
     targets = (torch.rand(4, 3, generator=g) < 0.5).float()
-    params = registries.attacks.create("tha", {}).params
+    params = plugins.attacks.create("tha", {}).params
     plain = circle_loss(h, codes, targets, labels, params)
     soft = circle_loss(h, codes, targets, labels, params.model_copy(update={"circle_softplus": True}))
     assert float(soft) == pytest.approx(float(nn.functional.softplus(plain)), rel=1e-6)

@@ -14,13 +14,13 @@ import torch
 
 import defenses.cgat as cgat_module
 from defenses.cgat import guide_codes
-from hashbench import registries
-from hashbench.banks import CodeBank
-from hashbench.codes import center_codes
-from hashbench.defense import DefenseContext
+from hashbench import plugins
+from hashbench.api.defense import DefenseContext
 from hashbench.models.hash_model import HashModel
 from hashbench.progress import Reporter
-from hashbench.training import TrainData, TrainingDiverged
+from hashbench.retrieval.banks import CodeBank
+from hashbench.retrieval.codes import center_codes
+from hashbench.retrieval.training import TrainData, TrainingDiverged
 
 #: one short epoch: 24 images in batches of 8, one PGD step
 FAST = {"epochs": 1, "batch_size": 8, "iterations": 1}
@@ -28,7 +28,7 @@ FAST = {"epochs": 1, "batch_size": 8, "iterations": 1}
 
 def defaults(name: str) -> dict:
     """The guide-code arguments of a defense's paper defaults."""
-    p = registries.defenses.create(name, {}).params
+    p = plugins.defenses.create(name, {}).params
     return {"weighting": p.weighting, "zero_labels": p.zero_labels, "binary": p.guide_bank == "binary",
             "one_sided": p.one_sided}
 
@@ -104,14 +104,14 @@ def test_center_codes_take_continuous_codes_and_one_sided_zero():
 
 @pytest.fixture(scope="module")
 def tiny() -> TrainData:
-    dataset = registries.datasets.create("shapes", {"num_items": 40, "num_classes": 6, "image_size": 32})
+    dataset = plugins.datasets.create("shapes", {"num_items": 40, "num_classes": 6, "image_size": 32})
     indices = np.arange(24)
     return TrainData(dataset, indices, torch.as_tensor(dataset.labels[indices], dtype=torch.float32))
 
 
 def model() -> HashModel:
     torch.manual_seed(0)
-    return HashModel(registries.backbones.create("smallcnn", {"width": 8, "features": 32}).build(32), 16)
+    return HashModel(plugins.backbones.create("smallcnn", {"width": 8, "features": 32}).build(32), 16)
 
 
 def guide_calls(monkeypatch, name: str, method: str, data: TrainData) -> list[torch.Tensor]:
@@ -124,8 +124,8 @@ def guide_calls(monkeypatch, name: str, method: str, data: TrainData) -> list[to
         return real(y, codes, labels, weighting=weighting, **kwargs)
 
     monkeypatch.setattr(cgat_module, "center_codes", spy)
-    defense = registries.defenses.create(name, FAST)
-    defense.fit(model(), registries.methods.create(method, {}), data,
+    defense = plugins.defenses.create(name, FAST)
+    defense.fit(model(), plugins.methods.create(method, {}), data,
                 DefenseContext(torch.device("cpu"), torch.Generator().manual_seed(0), Reporter()))
     return seen
 
@@ -154,7 +154,7 @@ def test_saat_training_guides_with_its_aliased_bank(tiny, monkeypatch):
 @pytest.mark.parametrize("name", ["cgat", "saat"])
 def test_divergence_is_reported_before_a_guide_code_reads_non_finite_rows(name, tiny):
     """The continuous bank would hold the NaN outputs of a diverged model; the step stops first."""
-    defense = registries.defenses.create(name, {**FAST, "lr": 1e30})
+    defense = plugins.defenses.create(name, {**FAST, "lr": 1e30})
     with pytest.raises(TrainingDiverged, match=rf"defend {name}: loss 'loss' is (nan|inf) at epoch 1, step \d"):
-        defense.fit(model(), registries.methods.create("dpsh", {}), tiny,
+        defense.fit(model(), plugins.methods.create("dpsh", {}), tiny,
                     DefenseContext(torch.device("cpu"), torch.Generator().manual_seed(0), Reporter()))

@@ -5,7 +5,7 @@ import json
 
 from click.testing import CliRunner
 
-from hashbench.cli import main
+from hashbench.cli.main import main
 
 
 def test_full_plan_shows_each_papers_released_code(tmp_path):
@@ -46,7 +46,7 @@ def test_full_plan_shows_each_papers_released_code(tmp_path):
 
 
 def test_faithful_milestones_drop_the_decay_that_cgat_never_reaches():
-    from hashbench.adversarial_training import milestones
+    from hashbench.retrieval.adversarial_training import milestones
 
     # FLICKR-25K: 5,000 training images in batches of 32 → 157 per epoch, 30 epochs (cgat_spec §1.8)
     assert milestones(30 * 157, faithful=True) == [2355]

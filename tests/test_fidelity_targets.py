@@ -14,13 +14,13 @@ import pytest
 import torch
 import yaml
 
-from hashbench.config import TargetSpec, apply_overrides, load_config
 from hashbench.data.splits import Split, select_target_labels
 from hashbench.errors import ConfigError, DataError
+from hashbench.harness.config import TargetSpec, apply_overrides, load_config
 from hashbench.harness.plan import build_plan
-from hashbench.progress import Reporter
 from hashbench.harness.stages.context import StageContext
 from hashbench.harness.stages.split import run_split
+from hashbench.progress import Reporter
 
 CGAT_RULE = {"min_count": 10, "zero_label": True}
 

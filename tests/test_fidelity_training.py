@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from hashbench import registries
-from hashbench.adversarial_training import preinstall_bank
-from hashbench.defense import DefenseContext
+from hashbench import plugins
+from hashbench.api.defense import DefenseContext
 from hashbench.models.hash_model import HashModel
 from hashbench.progress import Reporter
-from hashbench.training import TrainData
+from hashbench.retrieval.adversarial_training import preinstall_bank
+from hashbench.retrieval.training import TrainData
 
 
 def released_lr(epoch: int, lr: float = 0.01, epochs: int = 100) -> float:
@@ -26,13 +26,13 @@ def released_lr(epoch: int, lr: float = 0.01, epochs: int = 100) -> float:
 
 
 def test_clean_training_decays_after_the_epoch():
-    method = registries.methods.create("dpsh", {})
+    method = plugins.methods.create("dpsh", {})
     lrs = [method.lr_at_epoch(e) for e in range(100)]
     assert lrs == pytest.approx([released_lr(e) for e in range(100)])
     assert lrs.count(0.01) == 34 and lrs[34] == pytest.approx(0.001) and lrs[67] == pytest.approx(1e-4)
-    short = registries.methods.create("dpsh", {"epochs": 6})  # a decay every 2 epochs
+    short = plugins.methods.create("dpsh", {"epochs": 6})  # a decay every 2 epochs
     assert [short.lr_at_epoch(e) for e in range(6)] == pytest.approx([0.01, 0.01, 0.01, 0.001, 0.001, 1e-4])
-    early = registries.methods.create("dpsh", {"epochs": 6, "lr_decay_at": "epoch_start"})
+    early = plugins.methods.create("dpsh", {"epochs": 6, "lr_decay_at": "epoch_start"})
     assert [early.lr_at_epoch(e) for e in range(6)] == pytest.approx([0.01, 0.01, 0.001, 0.001, 1e-4, 1e-4])
 
 
@@ -46,7 +46,7 @@ def nll(theta: float, s: int) -> float:
 
 
 def test_hashnet_label_bank_fills_as_items_are_visited():
-    method = registries.methods.create("hashnet", {})
+    method = plugins.methods.create("hashnet", {})
     method.setup(4, 4, LABELS, "cpu")
     assert not method.bank.labels.any()
     loss = method.loss(U[:2], LABELS[:2], torch.tensor([0, 1]))
@@ -65,7 +65,7 @@ def test_hashnet_label_bank_fills_as_items_are_visited():
     method.loss(U[2:], LABELS[2:], torch.tensor([2, 3]))  # the rest of the first epoch
     assert torch.equal(method.bank.labels, LABELS)
 
-    known = registries.methods.create("hashnet", {"label_bank": "all"})
+    known = plugins.methods.create("hashnet", {"label_bank": "all"})
     known.setup(4, 4, LABELS, "cpu")
     assert torch.equal(known.bank.labels, LABELS)
     assert float(known.loss(U[:2], LABELS[:2], torch.tensor([0, 1]))) != pytest.approx(expected, rel=1e-3)
@@ -73,14 +73,14 @@ def test_hashnet_label_bank_fills_as_items_are_visited():
 
 def test_adversarial_training_installs_every_label():
     """CgAT's ``preinstall(U_ben, train_L)`` and SAAT's ``model.Y.data = train_label``."""
-    dataset = registries.datasets.create("shapes", {"num_items": 30, "num_classes": 6, "image_size": 32})
+    dataset = plugins.datasets.create("shapes", {"num_items": 30, "num_classes": 6, "image_size": 32})
     indices = np.arange(12)
     labels = torch.as_tensor(dataset.labels[indices], dtype=torch.float32)
     data = TrainData(dataset, indices, labels)
     torch.manual_seed(0)
-    model = HashModel(registries.backbones.create("smallcnn", {"width": 8, "features": 32}).build(32), 8)
-    method = registries.methods.create("hashnet", {})
-    params = registries.defenses.create("cgat", {}).params
+    model = HashModel(plugins.backbones.create("smallcnn", {"width": 8, "features": 32}).build(32), 8)
+    method = plugins.methods.create("hashnet", {})
+    params = plugins.defenses.create("cgat", {}).params
     bank = preinstall_bank(model, method, data, DefenseContext(torch.device("cpu"), torch.Generator(), Reporter()),
                            params)
     assert bank is method.bank and torch.equal(bank.labels, labels)

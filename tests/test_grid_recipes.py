@@ -13,13 +13,13 @@ import yaml
 from click.testing import CliRunner
 from torch import nn
 
-from hashbench.cli import main
-from hashbench.config import apply_overrides, load_config
+from hashbench.cli.main import main
 from hashbench.errors import ConfigError
-from hashbench.models.hash_model import HashModel
+from hashbench.harness.config import apply_overrides, load_config
 from hashbench.harness.plan import away_from_defaults, build_plan, plan_members
 from hashbench.harness.stages.context import build_model
 from hashbench.harness.stages.spec import PluginSpec
+from hashbench.models.hash_model import HashModel
 
 SAAT_RECIPE = {"batch_size": 32, "augment": False, "hash_init": "pytorch_default"}
 

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from hashbench import registries
+from hashbench import plugins
 from hashbench.errors import ConfigError
 from hashbench.methods.dsdh_c import swd_coordinate_loss
 
@@ -17,7 +17,7 @@ CLASSIFIER = torch.tensor([[0.5, 0.0], [0.0, 0.5], [0.25, 0.0], [0.0, 0.25]])
 
 
 def _tiny_dsdh(name: str = "dsdh", **params):
-    method = registries.methods.create(name, {"mu": 2.0, "nu": 0.5, **params})
+    method = plugins.methods.create(name, {"mu": 2.0, "nu": 0.5, **params})
     method.setup(3, 4, LABELS, "cpu")
     method.bank.u[2] = torch.tensor([0.5, -0.5, 0.5, -0.5])  # an item seen in an earlier batch
     method.codes, method.classifier = CODES.clone(), CLASSIFIER.clone()
@@ -65,7 +65,7 @@ DCC_B0 = torch.tensor([[1.0, 1, 1], [1, -1, 1], [1, 1, -1], [1, -1, -1]])
 
 
 def _dcc_method(**params):
-    method = registries.methods.create("dsdh", {"eta": 1.0, **params})
+    method = plugins.methods.create("dsdh", {"eta": 1.0, **params})
     method.setup(4, 3, DCC_LABELS, "cpu")
     method.bank.preinstall(DCC_U)
     return method
@@ -96,7 +96,7 @@ def test_one_dcc_sweep_matches_hand_computation():
 def test_dcc_objective_never_increases():
     gen = torch.Generator().manual_seed(7)
     labels = (torch.rand(20, 3, generator=gen) < 0.4).float()
-    method = registries.methods.create("dsdh", {"eta": 0.5, "nu": 0.3, "mu": 1.5})
+    method = plugins.methods.create("dsdh", {"eta": 0.5, "nu": 0.3, "mu": 1.5})
     method.setup(20, 6, labels, "cpu")
     method.bank.preinstall(torch.rand(20, 6, generator=gen) * 2 - 1)
     codes = torch.randint(0, 2, (20, 6), generator=gen).float() * 2 - 1
@@ -124,7 +124,7 @@ def test_epoch_start_runs_dcc_iter_sweeps_from_the_preinstalled_bank():
 def test_clean_training_first_epoch_gives_zero_codes_and_classifier():
     # Spec §1.3: the bank starts at zero, so the first DCC yields B = 0 and W = 0 and the
     # classification term is mean(y²).
-    method = registries.methods.create("dsdh", {})
+    method = plugins.methods.create("dsdh", {})
     method.setup(3, 4, LABELS, "cpu")
     method.on_epoch_start(0)
     assert not method.codes.any() and not method.classifier.any()
@@ -188,10 +188,10 @@ def test_dsdh_c_same_seed_same_losses_other_seed_other_targets():
 
 
 def test_defaults_are_the_papers():
-    p = registries.methods.create("dsdh", {}).params
+    p = plugins.methods.create("dsdh", {}).params
     assert (p.mu, p.nu, p.eta, p.dcc_iter) == (1.0, 1.0, 55.0, 10)
     assert (p.epochs, p.batch_size, p.lr, p.momentum, p.weight_decay) == (100, 64, 0.01, 0.9, 5e-4)
-    c = registries.methods.create("dsdh-c", {}).params
+    c = plugins.methods.create("dsdh-c", {}).params
     assert (c.mu, c.nu, c.eta, c.dcc_iter, c.quantization_alpha) == (1.0, 1.0, 55.0, 10, 0.1)
 
 
@@ -209,4 +209,4 @@ def test_defaults_are_the_papers():
 )
 def test_bad_parameters_are_rejected(name, params, key):
     with pytest.raises(ConfigError, match=f"'{key}'"):
-        registries.methods.create(name, params)
+        plugins.methods.create(name, params)

@@ -13,18 +13,18 @@ import pytest
 import torch
 import yaml
 
-from hashbench import registries
-from hashbench.config import load_config
+from hashbench import plugins
 from hashbench.data.splits import Split
-from hashbench.metrics import map_at_k
+from hashbench.harness.config import load_config
 from hashbench.harness.plan import Cell, build_plan
-from hashbench.harness.stages.spec import Stage
-from hashbench.progress import Reporter
-from hashbench.harness.stages.kinds import KINDS
 from hashbench.harness.stages.context import StageContext
-from hashbench.store import Artifact
+from hashbench.harness.stages.kinds import KINDS
+from hashbench.harness.stages.spec import Stage
+from hashbench.harness.store import Artifact
+from hashbench.progress import Reporter
+from hashbench.retrieval.metrics import map_at_k
 
-METHODS = registries.methods.names()
+METHODS = plugins.methods.names()
 #: MAP points a trained model must gain over random codes
 MARGIN = 0.05
 RANDOM_DRAWS = 10

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from hashbench import registries
+from hashbench import plugins
 from hashbench.errors import ConfigError
 from hashbench.methods.csq import hadamard, hash_centers, pairwise_distances
 
@@ -20,7 +20,7 @@ IDX = torch.tensor([0, 1])
 
 def _bank_loss(name: str, params: dict) -> tuple[float, object]:
     """Loss of the batch for a bank-based method whose bank already holds items 2 and 3."""
-    method = registries.methods.create(name, params)
+    method = plugins.methods.create(name, params)
     method.setup(4, 4, LABELS, "cpu")
     method.bank.u[2:] = SEEN_U
     method.bank.labels[2:] = LABELS[2:]  # written with them (HashNet's label rows start empty)
@@ -76,7 +76,7 @@ def test_hashnet_loss_matches_hand_computation():
 
 
 def test_hashnet_without_dissimilar_pairs_stays_finite():
-    method = registries.methods.create("hashnet", {"label_bank": "all"})  # unseen rows would be dissimilar
+    method = plugins.methods.create("hashnet", {"label_bank": "all"})  # unseen rows would be dissimilar
     labels = torch.ones(3, 2)
     method.setup(3, 4, labels, "cpu")
     u = BATCH_U[:1]
@@ -106,7 +106,7 @@ def _dch_expected(u: list[list[float]], y: list[list[float]], gamma: float, lam:
 
 
 def test_dch_loss_matches_hand_computation():
-    method = registries.methods.create("dch", {"gamma": 3.0, "lam": 0.5})
+    method = plugins.methods.create("dch", {"gamma": 3.0, "lam": 0.5})
     method.setup(4, 4, LABELS, "cpu")
     u = torch.cat([BATCH_U, SEEN_U[:1]])
     y = LABELS[[0, 1, 3]]  # only the diagonal is similar: weights 9/3 and 9/6
@@ -116,7 +116,7 @@ def test_dch_loss_matches_hand_computation():
 
 
 def test_dch_uses_unit_weights_when_every_pair_is_similar():
-    method = registries.methods.create("dch", {})
+    method = plugins.methods.create("dch", {})
     method.setup(2, 4, LABELS, "cpu")
     y = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0]])
     loss = method.loss(BATCH_U, y, IDX)
@@ -124,7 +124,7 @@ def test_dch_uses_unit_weights_when_every_pair_is_similar():
 
 
 def test_csq_loss_matches_hand_computation():
-    method = registries.methods.create("csq", {"lam": 0.5})
+    method = plugins.methods.create("csq", {"lam": 0.5})
     labels = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
     method.setup(3, 4, labels, "cpu")
     h = [[1, 1, 1, 1], [1, -1, 1, -1], [1, 1, -1, -1]]  # rows 0–2 of the Sylvester H_4
@@ -187,7 +187,7 @@ def test_centres_without_a_hadamard_matrix_are_all_balanced():
 
 def test_centres_are_deterministic_for_a_seed():
     def draw(seed: int):
-        method = registries.methods.create("csq", {"center_seed": seed})
+        method = plugins.methods.create("csq", {"center_seed": seed})
         method.setup(10, 8, torch.eye(20), "cpu")  # 2K = 16 < 20 classes
         return method.centers, method.tie
 
@@ -197,15 +197,15 @@ def test_centres_are_deterministic_for_a_seed():
 
 
 def test_loaded_centres_survive_setup_and_must_match_the_run():
-    trained = registries.methods.create("csq", {"center_seed": 3})
+    trained = plugins.methods.create("csq", {"center_seed": 3})
     trained.setup(10, 8, torch.eye(20), "cpu")
     saved = trained.state_tensors()
     assert set(saved) == {"centers", "tie"}
-    again = registries.methods.create("csq", {"center_seed": 4})  # a different seed would draw others
+    again = plugins.methods.create("csq", {"center_seed": 4})  # a different seed would draw others
     again.load_state_tensors(saved)
     again.setup(10, 8, torch.eye(20), "cpu")
     assert torch.equal(again.centers, saved["centers"]) and torch.equal(again.tie, saved["tie"])
-    wrong = registries.methods.create("csq", {})
+    wrong = plugins.methods.create("csq", {})
     wrong.load_state_tensors(saved)
     with pytest.raises(ValueError, match=r"\(20, 8\).*6 classes and 8 bits"):
         wrong.setup(10, 8, torch.eye(6), "cpu")
@@ -226,21 +226,21 @@ def test_loaded_centres_survive_setup_and_must_match_the_run():
                 "codebook_seed": 0})],
 )
 def test_paper_defaults(name, defaults):
-    p = registries.methods.create(name, {}).params
+    p = plugins.methods.create(name, {}).params
     assert (p.epochs, p.batch_size, p.lr, p.momentum, p.weight_decay) == (100, 64, 0.01, 0.9, 5e-4)
     assert {k: getattr(p, k) for k in defaults} == defaults
-    cls = registries.methods.get(name)
+    cls = plugins.methods.get(name)
     assert cls.paper and cls.description and cls.__doc__
 
 
 def test_step_schedule():
-    method = registries.methods.create("dpsh", {})
+    method = plugins.methods.create("dpsh", {})
     # CgAT's and SAAT's adjust_learning_rate(epoch) runs after epoch ``epoch``: ×0.1 from epoch 34 (0-based)
     assert method.lr_at_epoch(33) == pytest.approx(0.01)
     assert method.lr_at_epoch(34) == pytest.approx(0.001)
     assert method.lr_at_epoch(66) == pytest.approx(0.001)
     assert method.lr_at_epoch(67) == pytest.approx(0.0001)
-    early = registries.methods.create("dpsh", {"lr_decay_at": "epoch_start"})
+    early = plugins.methods.create("dpsh", {"lr_decay_at": "epoch_start"})
     assert (early.lr_at_epoch(32), early.lr_at_epoch(33)) == pytest.approx((0.01, 0.001))
 
 
@@ -255,11 +255,11 @@ def test_step_schedule():
 )
 def test_invalid_parameters_are_rejected(name, values, message):
     with pytest.raises(ConfigError, match=f"method '{name}'.*{message}"):
-        registries.methods.create(name, values)
+        plugins.methods.create(name, values)
 
 
 def test_cgat_milestones_faithful_and_intended():
-    cgat = registries.defenses.create("cgat", {})
+    cgat = plugins.defenses.create("cgat", {})
     assert cgat.milestones(4710) == [2355.0, 3532.0]
-    faithful = registries.defenses.create("cgat", {"faithful_scheduler": True})
+    faithful = plugins.defenses.create("cgat", {"faithful_scheduler": True})
     assert faithful.milestones(4710) == [2355.0]  # 3532.5 is never reached by an integer step count

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from hashbench import registries
+from hashbench import plugins
 from hashbench.testing import tiny_victim
 
 # A training set of 4 items, 3 classes, 4 bits.  The batch is items 0 and 1; items 2 and 3
@@ -49,7 +49,7 @@ def _swd(u: list[list[float]], target: list[list[float]]) -> float:
 
 def _method(name: str, params: dict, labels: torch.Tensor = LABELS, bits: int = 4, seed: int = 0):
     torch.manual_seed(seed)
-    method = registries.methods.create(name, params)
+    method = plugins.methods.create(name, params)
     method.setup(len(labels), bits, labels, "cpu")
     return method
 
@@ -132,7 +132,7 @@ def test_greedyhash_classifier_round_trips_and_must_fit_the_run():
     trained = _method("greedyhash", {}, labels=Y3)
     saved = trained.state_tensors()
     assert set(saved) == {"classifier"}
-    again = registries.methods.create("greedyhash", {})
+    again = plugins.methods.create("greedyhash", {})
     again.load_state_tensors(saved)
     again.setup(3, 4, Y3, "cpu")
     assert torch.equal(again.tensors["classifier"], saved["classifier"])
@@ -142,7 +142,7 @@ def test_greedyhash_classifier_round_trips_and_must_fit_the_run():
     optimizer.step()
     assert not torch.equal(again.tensors["classifier"], saved["classifier"])
     assert torch.equal(saved["classifier"], trained.tensors["classifier"])
-    wrong = registries.methods.create("greedyhash", {})
+    wrong = plugins.methods.create("greedyhash", {})
     wrong.load_state_tensors(saved)
     with pytest.raises(ValueError, match=r"greedyhash: the loaded 'classifier' is \(3, 4\), but this run has "
                                          r"6 classes and 4 bits \(expected \(6, 4\)\)"):
@@ -220,11 +220,11 @@ def test_dpn_loss_matches_hand_computation():
 def test_dpn_targets_round_trip_and_name_the_method():
     saved = _method("dpn", {}, labels=Y3).state_tensors()
     assert set(saved) == {"centers", "tie"}
-    again = registries.methods.create("dpn", {"center_seed": 9})
+    again = plugins.methods.create("dpn", {"center_seed": 9})
     again.load_state_tensors(saved)
     again.setup(3, 4, Y3, "cpu")
     assert torch.equal(again.centers, saved["centers"])
-    wrong = registries.methods.create("dpn", {})
+    wrong = plugins.methods.create("dpn", {})
     wrong.load_state_tensors(saved)
     with pytest.raises(ValueError, match=r"dpn: the loaded hash centres are \(3, 4\).*5 classes and 4 bits"):
         wrong.setup(3, 4, torch.eye(5)[:3], "cpu")

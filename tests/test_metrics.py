@@ -1,4 +1,4 @@
-"""Tests for hashbench.metrics: hand-computed cases and a naive per-query reference."""
+"""Tests for hashbench.retrieval.metrics: hand-computed cases and a naive per-query reference."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from hashbench import metrics
-from hashbench.metrics import map_at_k, pr_curve, precision_at_n, t_map
+from hashbench.retrieval import metrics
+from hashbench.retrieval.metrics import map_at_k, pr_curve, precision_at_n, t_map
 
 # Hand example: one query with code [+1, +1] against six items (K = 2).
 # Distances: item0 2, item1 0, item2 1, item3 0, item4 1, item5 2.
@@ -34,7 +34,7 @@ def ranking(request, monkeypatch):
     if request.param == "numpy":
         monkeypatch.setattr(metrics, "_kernel", None)
     elif metrics._kernel is None:
-        message = "hashbench._ranking is not built (no C compiler when hashbench was installed)"
+        message = "hashbench.retrieval._ranking is not built (no C compiler when hashbench was installed)"
         if os.environ.get("HASHBENCH_REQUIRE_KERNEL"):
             pytest.fail(message)
         pytest.skip(message)

@@ -7,8 +7,8 @@ import pytest
 import torch
 from test_metrics import random_problem, ranking  # noqa: F401 - ranking: both implementations, autouse
 
-from hashbench import metrics
-from hashbench.metrics import precision_at_radius, recall_at_n
+from hashbench.retrieval import metrics
+from hashbench.retrieval.metrics import precision_at_radius, recall_at_n
 
 # One query [+1, +1] against six items (K = 2): distances 2, 0, 1, 0, 1, 2; relevant (class 0):
 # items 2, 3, 5.  Ranking by (distance, index): 1, 3, 2, 4, 0, 5 -> relevance 0 1 1 0 0 1.

@@ -1,13 +1,13 @@
 import pytest
 import torch
 
-from hashbench import registries
+from hashbench import plugins
 from hashbench.errors import ConfigError, UserError
 from hashbench.models import HashModel
 
 
 def test_hash_model_outputs_and_normalisation_inside():
-    net = registries.backbones.create("smallcnn", {"width": 4, "features": 16}).build(32)
+    net = plugins.backbones.create("smallcnn", {"width": 4, "features": 16}).build(32)
     model = HashModel(net, 12).eval()
     x = torch.rand(3, 3, 32, 32)
     u = model(x)
@@ -19,7 +19,7 @@ def test_hash_model_outputs_and_normalisation_inside():
 
 @pytest.mark.parametrize("arch", ["alexnet", "vgg11"])
 def test_torchvision_backbones_from_scratch_at_small_size(arch):
-    net = registries.backbones.create(arch, {"pretrained": "none"}).build(64)
+    net = plugins.backbones.create(arch, {"pretrained": "none"}).build(64)
     assert net.out_features == 4096
     assert HashModel(net, 16).eval()(torch.rand(1, 3, 64, 64)).shape == (1, 16)
 
@@ -33,7 +33,7 @@ def test_offline_imagenet_weights_give_a_clear_error(monkeypatch):
     monkeypatch.setattr(type(AlexNet_Weights.IMAGENET1K_V1), "get_state_dict", offline)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: "/nonexistent-hub")
     with pytest.raises(UserError, match="--pretrained none"):
-        registries.backbones.create("alexnet", {}).build(224)
+        plugins.backbones.create("alexnet", {}).build(224)
 
 
 def test_local_weights_file(tmp_path):
@@ -42,14 +42,14 @@ def test_local_weights_file(tmp_path):
     reference = alexnet(weights=None)
     path = tmp_path / "alexnet.pth"
     torch.save(reference.state_dict(), path)
-    net = registries.backbones.create("alexnet", {"pretrained": str(path)}).build(224)
+    net = plugins.backbones.create("alexnet", {"pretrained": str(path)}).build(224)
     assert torch.equal(net.head[1].weight, reference.classifier[1].weight)
     with pytest.raises(ConfigError, match="does not exist"):
-        registries.backbones.create("alexnet", {"pretrained": str(tmp_path / "missing.pth")}).build(224)
+        plugins.backbones.create("alexnet", {"pretrained": str(tmp_path / "missing.pth")}).build(224)
 
 
 def test_pickled_weights_file_is_refused(tmp_path):
     path = tmp_path / "evil.pth"
     torch.save({"net": torch.nn.Linear(2, 2)}, path)  # a whole module: needs unpickling of code objects
     with pytest.raises(UserError, match="cannot read"):
-        registries.backbones.create("alexnet", {"pretrained": str(path)}).build(224)
+        plugins.backbones.create("alexnet", {"pretrained": str(path)}).build(224)

@@ -10,12 +10,12 @@ import time
 
 import pytest
 import torch
+from runner_helpers import SMALL_STAGES, metrics, small_cli_args, small_plan, timings
 
 from hashbench.errors import UserError
 from hashbench.harness.executors.parallel import threads_per_worker
 from hashbench.harness.runner import Runner
-from hashbench.store import ArtifactStore
-from runner_helpers import SMALL_STAGES, metrics, small_cli_args, small_plan, timings
+from hashbench.harness.store import ArtifactStore
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def test_a_stage_another_process_holds_is_waited_for_not_repeated(sequential, co
 
 
 def test_two_runs_on_one_results_folder_share_the_work(sequential, tmp_path):
-    command = [sys.executable, "-m", "hashbench.cli", "run", *small_cli_args(), "--device", "cpu", "--quiet",
+    command = [sys.executable, "-m", "hashbench.cli.main", "run", *small_cli_args(), "--device", "cpu", "--quiet",
                "--no-report", "--threads", str(threads_per_worker(2)), "--results-dir", str(tmp_path)]
     procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for _ in range(2)]
@@ -110,7 +110,7 @@ def test_the_cli_starts_the_fork_server_before_it_imports_torch(tmp_path):
         "    print('torch imported when the server started:', 'torch' in sys.modules)\n"
         "    sys.exit(0)\n"
         "processes.start_worker_server = started\n"
-        "from hashbench.cli import main\n"
+        "from hashbench.cli.main import main\n"
         f"main(['run', '--grid', 'smoke', '--workers', '2', '--results-dir', {str(tmp_path)!r}])\n"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)

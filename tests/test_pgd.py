@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from hashbench.pgd import PGDConfig, alpha_at, pgd
+from hashbench.retrieval.pgd import PGDConfig, alpha_at, pgd
 
 
 class Linear(nn.Module):
@@ -58,7 +58,7 @@ def test_deterministic_for_a_seed():
 
 
 def test_sgd_and_adam_steps_match_a_hand_rolled_loop_with_projection():
-    from hashbench.pgd import minimise, project
+    from hashbench.retrieval.pgd import minimise, project
 
     model = Linear()
     x = torch.rand(3, 3, 4, 4, generator=torch.Generator().manual_seed(5))
@@ -87,7 +87,7 @@ def test_sgd_and_adam_steps_match_a_hand_rolled_loop_with_projection():
 
 
 def test_optimisers_lower_the_objective():
-    from hashbench.pgd import minimise
+    from hashbench.retrieval.pgd import minimise
 
     model = Linear()
     x = torch.rand(4, 3, 4, 4, generator=torch.Generator().manual_seed(7))
@@ -107,7 +107,7 @@ def test_optimisers_lower_the_objective():
 
 
 def test_pgd_equals_minimise_on_the_inner_product():
-    from hashbench.pgd import inner_product_loss, minimise
+    from hashbench.retrieval.pgd import inner_product_loss, minimise
 
     model = Linear()
     x = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(11))

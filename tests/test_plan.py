@@ -9,19 +9,20 @@ import pytest
 import torch
 import yaml
 from PIL import Image
+from runner_helpers import SMALL_STAGES, small_plan, unregistered
 from torch.utils.flop_counter import FlopCounterMode
 
-from hashbench import registries
-from hashbench.config import apply_overrides, load_config, load_grid_file
-from hashbench.harness.sizes import Sizes
+from hashbench import plugins
+from hashbench.errors import ConfigError
+from hashbench.harness.config import apply_overrides, load_config, load_grid_file
 from hashbench.harness.cost import estimate_plan, stage_flops
 from hashbench.harness.flops import forward_flops
-from hashbench.errors import ConfigError
-from hashbench.models.hash_model import HashModel
-from hashbench.harness.plan import CLEAN, build_plan, plan_members
+from hashbench.harness.plan import build_plan, plan_members
+from hashbench.harness.sizes import Sizes
 from hashbench.harness.stages.spec import PluginSpec
-from hashbench.store import ArtifactStore
-from runner_helpers import SMALL_STAGES, small_plan, unregistered
+from hashbench.harness.store import ArtifactStore
+from hashbench.models.hash_model import HashModel
+from hashbench.results.schema import CLEAN
 
 PAPER_GRIDS = ("table1", "table2", "table3", "table4", "table5", "saat", "full")
 
@@ -63,7 +64,7 @@ def test_full_plans_every_shared_stage_once(full, config):
     # (Table 4); Table 5: 15 models × 6; SAAT: 12 victims × 8 attacks, 24 defended × 3
     assert counts["attack"] == 27 * 6 + 9 + 15 * 6 + 12 * 8 + 24 * 3
     assert counts["evaluate"] == counts["attack"] + counts["encode"] == len(full.cells)
-    prepared = {n for n in registries.attacks.names() if registries.attacks.get(n).has_prepare()}
+    prepared = {n for n in plugins.attacks.names() if plugins.attacks.get(n).has_prepare()}
     assert counts.get("prepare", 0) == sum(s.spec.attack.name in prepared for s in full.stages() if s.kind == "attack")
     # one split per dataset × seed × target rule, shared by every cell of a paper (so its targeted
     # attacks share target labels): the CgAT grids draw targets by DHTA's rule, the SAAT grids by SAAT's
@@ -108,13 +109,13 @@ def test_smoke_grid_counts(config):
     plan = _plan_or_skip(config, "smoke")
     grid = config.grid("smoke")
     models = len(grid.datasets) * len(grid.methods) * len(grid.backbones) * len(grid.bits) * len(grid.seeds)
-    defended = models * sum(not registries.defenses.get(d).identity for d in grid.defenses)
+    defended = models * sum(not plugins.defenses.get(d).identity for d in grid.defenses)
     encodes = models * len(grid.defenses)
     counts = plan.counts()
     assert counts["split"] == len(grid.datasets) * len(grid.seeds)
     assert counts["train"] == models and counts.get("defend", 0) == defended and counts["encode"] == encodes
     assert counts["attack"] == encodes * len(grid.attacks)
-    assert counts.get("prepare", 0) == encodes * sum(registries.attacks.get(a).has_prepare() for a in grid.attacks)
+    assert counts.get("prepare", 0) == encodes * sum(plugins.attacks.get(a).has_prepare() for a in grid.attacks)
     assert counts["evaluate"] == len(plan.cells) == encodes * (len(grid.attacks) + 1)
 
 
@@ -271,7 +272,7 @@ def test_missing_data_is_an_error_when_planning_a_run(config):
 def test_forward_flops_match_a_real_forward(config):
     spec = PluginSpec("smallcnn", {"width": 8, "features": 64}, ("hashbench", "0"))
     counter = FlopCounterMode(display=False)
-    model = HashModel(registries.backbones.create("smallcnn", dict(spec.params)).build(32), 16)
+    model = HashModel(plugins.backbones.create("smallcnn", dict(spec.params)).build(32), 16)
     with counter, torch.no_grad():
         model(torch.zeros(1, 3, 32, 32))
     assert forward_flops(spec, 32, 16) == counter.get_total_flops() > 0
@@ -333,12 +334,12 @@ def test_prosgan_prepare_counts_its_gan_on_every_training_image(config):
 def test_prepare_cost_is_unknown_without_classes_or_a_count(config, monkeypatch):
     stage, _ = _prepare_stage(config, "tha")
     assert stage_flops(stage, Sizes(120, 40, 200, 32, classes=None)) is None
-    tha = registries.attacks.get("tha")
+    tha = plugins.attacks.get("tha")
 
     def broken(self, sizes):
         raise RuntimeError("cannot count")
 
     monkeypatch.setattr(tha, "prepare_flops", broken)
     assert stage_flops(stage, Sizes(120, 40, 200, 32, 6)) is None  # an estimate never fails the plan
-    monkeypatch.setattr(tha, "prepare_flops", registries.attacks.get("center").prepare_flops)
+    monkeypatch.setattr(tha, "prepare_flops", plugins.attacks.get("center").prepare_flops)
     assert stage_flops(stage, Sizes(120, 40, 200, 32, 6)) is None  # the base class: unknown

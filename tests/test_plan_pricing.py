@@ -6,12 +6,12 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from hashbench.cli import main
-from hashbench.harness.stages.spec import split_stage
+from hashbench.cli.main import main
 from hashbench.harness.cost import stage_bytes
-from hashbench.devices import ACHIEVED_FRACTION, DEVICES
+from hashbench.harness.devices import ACHIEVED_FRACTION, DEVICES
 from hashbench.harness.plan import build_plan
 from hashbench.harness.pricing import member_plan
+from hashbench.harness.stages.spec import split_stage
 
 H200 = DEVICES["h200"]
 
@@ -132,7 +132,7 @@ def test_this_machine_keeps_its_keys_and_adds_bytes(tmp_path):
 
 def test_every_row_names_its_source_and_the_cpu_row_is_measured():
     from hashbench.harness.cost import matmul_flops_per_s
-    from hashbench.devices import device_rate
+    from hashbench.harness.devices import device_rate
 
     for spec in DEVICES.values():
         assert spec.source and (spec.measured or (spec.fp32 and spec.fp16))

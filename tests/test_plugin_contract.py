@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import pytest
 
-from hashbench import registries
+from hashbench import plugins
 from hashbench.testing import Victim, check_attack, check_defense, tiny_victim
 
-ATTACKS = registries.attacks.names()
-DEFENSES = registries.defenses.names()
+ATTACKS = plugins.attacks.names()
+DEFENSES = plugins.defenses.names()
 
 
 @pytest.fixture(scope="module")
@@ -38,15 +38,15 @@ def test_attack_keeps_the_contract(name: str, victim: Victim) -> None:
         assert result.adv_t_map > result.clean_t_map
     else:
         assert result.adv_map < result.clean_map
-    cls = registries.attacks.get(name)
+    cls = plugins.attacks.get(name)
     if cls.bounded is True:
-        assert result.linf_max <= registries.attacks.create(name).params.epsilon + 1e-5
+        assert result.linf_max <= plugins.attacks.create(name).params.epsilon + 1e-5
 
 
 @pytest.mark.parametrize("name", DEFENSES)
 def test_defense_keeps_the_contract(name: str, victim: Victim) -> None:
     result = check_defense(name, victim)
-    assert result.identity == registries.defenses.get(name).identity
+    assert result.identity == plugins.defenses.get(name).identity
     assert result.identity or result.inference_time or result.loss_calls > 0
-    assert result.inference_time == registries.defenses.get(name).inference_time
+    assert result.inference_time == plugins.defenses.get(name).inference_time
     assert 0 <= result.defended_map <= 1

@@ -9,8 +9,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from hashbench import registries
-from hashbench.cli import main
+from hashbench import plugins
+from hashbench.cli.main import main
 from hashbench.results import load, read_records
 
 DIST = "hashbench-plugin-example"
@@ -30,7 +30,7 @@ def test_list_shows_the_plugin_with_its_distribution_and_version(kind: str, name
     assert result.exit_code == 0, result.output
     row = next(line for line in result.output.splitlines() if f" {name} " in line)
     assert f"{DIST} {VERSION}" in row
-    assert registries.BY_KIND[kind].origin(name) == (DIST, VERSION)
+    assert plugins.BY_KIND[kind].origin(name) == (DIST, VERSION)
 
 
 def test_smoke_grid_runs_the_plugins(tmp_path) -> None:

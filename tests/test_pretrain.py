@@ -11,12 +11,12 @@ import yaml
 from click.testing import CliRunner
 from PIL import Image
 
-from hashbench.cli import main
-from hashbench.config import apply_overrides
+from hashbench.cli.main import main
+from hashbench.harness.config import apply_overrides
 from hashbench.harness.plan import plan_members
-from hashbench.results import read_records
 from hashbench.harness.runner import Runner
-from hashbench.store import ArtifactStore
+from hashbench.harness.store import ArtifactStore
+from hashbench.results import read_records
 
 FAST = ["methods=[dpsh]", "defenses=[none]", "attacks=[]"]
 
@@ -55,11 +55,11 @@ def test_pretrain_parameters_are_in_the_keys_downstream_only(config):
 
 
 def test_the_imagenet_backbones_keep_the_papers_start(config):
-    from hashbench import registries
+    from hashbench import plugins
 
     for name in ("alexnet", "vgg11"):
-        assert registries.backbones.get(name).Params().pretrain_epochs == 0
-    assert registries.backbones.get("smallcnn").Params().pretrain_epochs > 0
+        assert plugins.backbones.get(name).Params().pretrain_epochs == 0
+    assert plugins.backbones.get("smallcnn").Params().pretrain_epochs > 0
 
 
 def test_warm_start_learns_the_labels_and_training_starts_from_it(config, tmp_path):

@@ -7,33 +7,25 @@ import pytest
 import torch
 import yaml
 
-from attacks.prosgan import (
-    AdvGenerator,
-    PatchDiscriminator,
-    ProSGAN,
-    ProsganPrototypeNet,
-    check_image_size,
-    gan_lr_factor,
-    prototype_loss,
-    prototype_lr_factor,
-)
-from hashbench import registries
-from hashbench.codes import to_binary
-from hashbench.config import load_config
+from attacks.prosgan import (AdvGenerator, PatchDiscriminator, ProSGAN, ProsganPrototypeNet, check_image_size,
+                             gan_lr_factor, prototype_loss, prototype_lr_factor)
+from hashbench import plugins
 from hashbench.errors import ConfigError, PluginError
-from hashbench.metrics import map_at_k
+from hashbench.harness.config import load_config
 from hashbench.harness.plan import build_plan
-from hashbench.progress import Reporter
 from hashbench.harness.stages.attack import BUDGET_TOLERANCE, check_batch
-from hashbench.harness.stages.kinds import KINDS
 from hashbench.harness.stages.context import StageContext, attack_context, load_model, split_of
+from hashbench.harness.stages.kinds import KINDS
+from hashbench.progress import Reporter
+from hashbench.retrieval.codes import to_binary
+from hashbench.retrieval.metrics import map_at_k
 from hashbench.testing import tiny_victim
 
 # --- parameters ---------------------------------------------------------------------------
 
 
 def test_defaults_are_the_papers_and_unbounded():
-    attack = registries.attacks.create("prosgan", {})
+    attack = plugins.attacks.create("prosgan", {})
     p = attack.params
     assert attack.targeted and not attack.bounded and p.epsilon is None
     assert (p.prototype_epochs, p.prototype_steps, p.prototype_batch_size, p.prototype_lr, p.prototype_hidden) == (
@@ -41,7 +33,7 @@ def test_defaults_are_the_papers_and_unbounded():
     assert (p.epochs, p.decay_fraction, p.train_batch_size, p.lr) == (100, 0.5, 24, 1e-4)
     assert (p.rec_weight, p.hash_weight, p.gan_weight, p.d_every, p.width, p.residual_blocks) == (100, 5, 1, 3, 64, 3)
     assert ProSGAN.has_prepare()
-    clipped = registries.attacks.create("prosgan", {"epsilon": 8 / 255})
+    clipped = plugins.attacks.create("prosgan", {"epsilon": 8 / 255})
     assert clipped.bounded and clipped.params.epsilon == pytest.approx(8 / 255)
 
 

@@ -4,9 +4,9 @@ import json
 
 import pytest
 import torch
+from runner_helpers import SMALL_STAGES, metrics, small_plan, timings
 
 from hashbench.harness.runner import Runner
-from runner_helpers import SMALL_STAGES, metrics, small_plan, timings
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
 

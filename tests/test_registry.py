@@ -2,40 +2,40 @@ import importlib.metadata as md
 
 import pytest
 
-from hashbench import registries
-from hashbench.attack import Attack
+from hashbench import plugins
+from hashbench.api.attack import Attack
+from hashbench.api.registry import Registry
 from hashbench.errors import ConfigError, PluginError
-from hashbench.registry import Registry
 
 
 def test_builtins_are_registered_through_entry_points():
-    assert "dpsh" in registries.methods.names()
-    assert {"none", "cgat"} <= set(registries.defenses.names())
-    assert "center" in registries.attacks.names()
-    assert {"smallcnn", "alexnet", "vgg11"} <= set(registries.backbones.names())
-    dist, version = registries.attacks.origin("center")
+    assert "dpsh" in plugins.methods.names()
+    assert {"none", "cgat"} <= set(plugins.defenses.names())
+    assert "center" in plugins.attacks.names()
+    assert {"smallcnn", "alexnet", "vgg11"} <= set(plugins.backbones.names())
+    dist, version = plugins.attacks.origin("center")
     assert dist == "hashbench" and version == md.version("hashbench")
 
 
 def test_info_shows_description_and_paper():
-    info = registries.attacks.info("center")
+    info = plugins.attacks.info("center")
     assert info.kind == "attack" and info.error is None
     assert "WWW 2023" in info.paper and info.description
 
 
 def test_unknown_name_suggests_close_matches():
     with pytest.raises(PluginError, match=r"unknown attack 'centre'\. Did you mean 'center'\?"):
-        registries.attacks.get("centre")
+        plugins.attacks.get("centre")
 
 
 def test_create_validates_params_with_paper_defaults():
-    attack = registries.attacks.create("center", {})
+    attack = plugins.attacks.create("center", {})
     assert attack.params.epsilon == pytest.approx(8 / 255)
     assert attack.params.iterations == 100
     with pytest.raises(ConfigError, match="unknown key 'itrations'"):
-        registries.attacks.create("center", {"itrations": 3})
+        plugins.attacks.create("center", {"itrations": 3})
     with pytest.raises(ConfigError, match="'epsilon'"):
-        registries.attacks.create("center", {"epsilon": -0.1})
+        plugins.attacks.create("center", {"epsilon": -0.1})
 
 
 def _fake_entry_point(name: str, value: str) -> md.EntryPoint:
@@ -58,7 +58,7 @@ def test_broken_plugin_is_isolated_and_reported(monkeypatch):
 def test_entry_point_must_subclass_the_kind_base(monkeypatch):
     reg = Registry("attack", "hashbench.attacks", Attack)
     monkeypatch.setattr(md, "entry_points", lambda group: [_fake_entry_point("wrong", "defenses.none:NoDefense")])
-    with pytest.raises(PluginError, match="must be a subclass of hashbench.attack.Attack"):
+    with pytest.raises(PluginError, match="must be a subclass of hashbench.api.attack.Attack"):
         reg.get("wrong")
 
 

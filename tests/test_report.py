@@ -14,19 +14,19 @@ import matplotlib
 import pandas as pd
 import pytest
 import torch
+from report_records import RUN, XSS, add_examples, first_number, html_tables, make_record, paper_like_records, write_run
 
 from hashbench.errors import UserError
-from hashbench import store
-from hashbench.report import build_report, render_html, write_report
+from hashbench.harness import store
+from hashbench.report import build_report
 from hashbench.report import paper as paper_module
+from hashbench.report import render_html, write_report
 from hashbench.report.data import load_run
 from hashbench.report.figures import curve_attacks, curves_figure, defense_colors
 from hashbench.report.leaderboard import leaderboards
 from hashbench.report.tables import Stats
-from hashbench.results import COLUMNS, read_records
-from report_records import (
-    RUN, XSS, add_examples, first_number, html_tables, make_record, paper_like_records, write_run,
-)
+from hashbench.results import read_records
+from hashbench.results.schema import COLUMNS
 
 SEEDS = (0, 1)
 
@@ -535,9 +535,9 @@ def test_smoke_run_report_has_real_examples(tmp_path: Path, config) -> None:
     record = next(r for r in read_records("smoke", tmp_path) if r["cell"]["attack"] == "center")
     examples = record["metrics"]["examples"]
     assert len(examples["queries"]) == 4 and all(len(t) == 10 for t in examples["top"])
-    from hashbench import registries
+    from hashbench import plugins
 
-    dataset = registries.datasets.create("shapes", config.data.datasets["shapes-tiny"].params)
+    dataset = plugins.datasets.create("shapes", config.data.datasets["shapes-tiny"].params)
     labels = dataset.labels
     for q, top, relevant in zip(examples["queries"], examples["top"], examples["relevant"]):
         assert relevant == [bool((labels[q] * labels[t]).sum() > 0) for t in top]

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from report_records import RUN, html_tables, make_record, paper_like_records, write_run
 
 from hashbench.report import build_report, render_html
-from hashbench.report.leaderboard import leaderboards
 from hashbench.report.layouts import CHANCE
+from hashbench.report.leaderboard import leaderboards
 from hashbench.results import load
-from report_records import RUN, html_tables, make_record, paper_like_records, write_run
 
 HEALTHY = {"distinct_codes": 150, "bit_balance": 0.9, "dead_bits": 0}
 

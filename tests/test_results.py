@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from report_records import RUN, make_record, write_run
 
 from hashbench.results import RESULTS_ENV, default_results_dir, load, run_dir
-from report_records import RUN, make_record, write_run
 
 
 def test_load_reads_the_results_folder_named_by_the_environment(tmp_path: Path,

@@ -5,13 +5,13 @@ import json
 
 import pytest
 import torch
-
-from hashbench import registries
-from hashbench.harness.plan import PlanOptions
-from hashbench.results import load, read_records
-from hashbench.harness.runner import Runner
-from hashbench.store import ArtifactStore
 from runner_helpers import SMALL_CELLS, SMALL_STAGES, metrics, small_plan, timings
+
+from hashbench import plugins
+from hashbench.harness.plan import PlanOptions
+from hashbench.harness.runner import Runner
+from hashbench.harness.store import ArtifactStore
+from hashbench.results import load, read_records
 
 
 def _run(config, results_dir, extra=None, run="smoke", options=None):
@@ -151,7 +151,7 @@ def test_a_failing_stage_fails_its_cells_and_the_rest_finish(config, tmp_path):
 
 
 def test_an_exception_in_a_plugin_fails_only_its_cells(config, tmp_path, monkeypatch):
-    center = registries.attacks.get("center")
+    center = plugins.attacks.get("center")
 
     class Broken(center):
         name = "broken"
@@ -159,11 +159,11 @@ def test_an_exception_in_a_plugin_fails_only_its_cells(config, tmp_path, monkeyp
         def perturb(self, model, x, y, target, ctx):
             raise RuntimeError("this attack is broken")
 
-    registries.attacks.register("broken", Broken)
+    plugins.attacks.register("broken", Broken)
     try:
         summary = _run(config, tmp_path, ["attacks=[center,broken]"], run="broken")
     finally:
-        registries.attacks.unregister("broken")
+        plugins.attacks.unregister("broken")
     assert len(summary.failed) == 2  # 'broken' on both models
     assert all("this attack is broken" in f["error"] and f["stage"] == "attack" for f in summary.failed)
     assert len(load("broken", tmp_path)) == SMALL_CELLS
@@ -176,7 +176,7 @@ def test_the_planned_datasets_are_reused_by_the_stages(config, tmp_path, monkeyp
     def refuse(*args, **kwargs):
         raise AssertionError("the dataset was opened a second time")
 
-    monkeypatch.setattr(registries.datasets, "create", refuse)
+    monkeypatch.setattr(plugins.datasets, "create", refuse)
     summary = Runner(tmp_path, "cpu").run(plan, "reuse")
     assert not summary.failed and summary.executed["split"] == 1
 

@@ -18,11 +18,11 @@ import yaml
 from click.testing import CliRunner, Result
 from PIL import Image
 
-from hashbench.cli import main
-from hashbench.config import SplitSpec, default_registry_path, load_config
+from hashbench.cli.main import main
 from hashbench.data.listfile import DuplicateLinesWarning, ListFile
 from hashbench.data.splits import make_split
 from hashbench.errors import ConfigError, DataError
+from hashbench.harness.config import SplitSpec, default_registry_path, load_config
 from hashbench.harness.plan import build_plan
 from hashbench.report.html import render_html
 

@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from hashbench.store import FORMAT_VERSION, Artifact, ArtifactStore, CorruptArtifact, NewerFormat, artifact_key
+from hashbench.harness.store import FORMAT_VERSION, Artifact, ArtifactStore, CorruptArtifact, NewerFormat, artifact_key
 
 
 def test_key_depends_on_everything_in_the_spec():
@@ -80,7 +80,7 @@ def test_second_writer_keeps_the_first(tmp_path):
 def test_a_write_failure_says_what_is_wrong_and_asks_for_space_only_when_the_disk_is_full():
     import errno
 
-    from hashbench.store import write_failure
+    from hashbench.harness.store import write_failure
 
     read_only = str(write_failure("the record", OSError(errno.EROFS, "Read-only file system")))
     assert "Read-only file system" in read_only and "free space" not in read_only

@@ -6,13 +6,12 @@ import pytest
 import torch
 from torch import nn
 
-from hashbench import registries
-from hashbench.attack import AttackContext
+from hashbench import plugins
+from hashbench.api.attack import AttackContext
 from hashbench.errors import ConfigError
-from hashbench.prototype import (
-    PrototypeNet, PrototypeParams, build_prototype_net, circle_loss, load_prototype_net, prototype_loss,
-    prototype_state, sample_targets, target_candidates,
-)
+from hashbench.retrieval.prototype import (PrototypeNet, PrototypeParams, build_prototype_net, circle_loss,
+                                           load_prototype_net, prototype_loss, prototype_state, sample_targets,
+                                           target_candidates)
 
 SMALL = {"proto_hidden": (64, 32)}
 
@@ -96,21 +95,21 @@ def test_target_candidates_are_the_distinct_labelled_vectors():
 
 def test_invalid_prototype_parameters_are_rejected():
     with pytest.raises(ConfigError, match="proto_hidden"):
-        registries.attacks.get("tha").from_params({"proto_hidden": [0, 5]})
+        plugins.attacks.get("tha").from_params({"proto_hidden": [0, 5]})
     with pytest.raises(ConfigError, match="betas must lie in"):
-        registries.attacks.get("tha").from_params({"proto_betas": [0.5, 1.5]})
+        plugins.attacks.get("tha").from_params({"proto_betas": [0.5, 1.5]})
     with pytest.raises(ConfigError, match="steps_per_epoch"):
-        registries.attacks.get("tha").from_params({"steps_per_epoch": 0})
+        plugins.attacks.get("tha").from_params({"steps_per_epoch": 0})
 
 
 def test_defaults_are_the_papers():
-    p = registries.attacks.create("tha", {}).params
+    p = plugins.attacks.create("tha", {}).params
     assert (p.epsilon, p.step_size, p.iterations, p.random_start, p.alpha_schedule) == (
         8 / 255, 1 / 255, 100, False, "proportional")
     assert (p.epochs, p.steps_per_epoch, p.proto_batch_size, p.proto_lr, p.proto_betas) == (
         100, 300, 32, 1e-4, (0.5, 0.999))
     assert (p.proto_hidden, p.circle_gamma, p.proto_quantization, p.triangular_mask) == ((4096, 512), 1.0, 1e-4, True)
-    assert registries.attacks.get("tha").targeted
+    assert plugins.attacks.get("tha").targeted
 
 
 class Toy(nn.Module):
@@ -143,7 +142,7 @@ def _context(bits=8, seed=0):
 
 def test_prepare_learns_the_class_codes_and_is_deterministic():
     params = {**SMALL, "epochs": 4, "steps_per_epoch": 50, "proto_batch_size": 8, "proto_lr": 1e-3}
-    attack = registries.attacks.create("tha", params)
+    attack = plugins.attacks.create("tha", params)
     ctx, class_codes = _context()
     state = attack.prepare(Toy(), ctx)
     history = state["history.loss"]
@@ -151,12 +150,12 @@ def test_prepare_learns_the_class_codes_and_is_deterministic():
     net = load_prototype_net({k: v for k, v in state.items() if k != "history.loss"}, "cpu")
     with torch.no_grad():
         assert torch.equal(torch.sign(net(torch.eye(4))), class_codes)
-    again = registries.attacks.create("tha", params).prepare(Toy(), _context()[0])
+    again = plugins.attacks.create("tha", params).prepare(Toy(), _context()[0])
     assert all(torch.equal(state[k], again[k]) for k in state)
 
 
 def test_perturb_moves_codes_towards_the_prototype_within_budget():
-    attack = registries.attacks.create("tha", {**SMALL, "epochs": 2, "steps_per_epoch": 50, "proto_batch_size": 8,
+    attack = plugins.attacks.create("tha", {**SMALL, "epochs": 2, "steps_per_epoch": 50, "proto_batch_size": 8,
                                                 "proto_lr": 1e-3, "iterations": 40})
     ctx, class_codes = _context()
     ctx.state = attack.prepare(Toy(), ctx)

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import pytest
 import torch
+from runner_helpers import small_plan
 from torch import nn
 
+from hashbench.data.shapes import Shapes
 from hashbench.harness import cost, flops, throughput
-from hashbench.harness.sizes import Sizes
 from hashbench.harness.cost import estimate_plan, images_read, stage_flops, stage_work
+from hashbench.harness.sizes import Sizes
 from hashbench.harness.stages.kinds import KINDS
 from hashbench.harness.stages.spec import PluginSpec
-from hashbench.data.shapes import Shapes
-from hashbench.store import ArtifactStore
-from runner_helpers import small_plan
+from hashbench.harness.store import ArtifactStore
 
 
 def test_measure_rate_counts_flops_per_second_of_the_timed_steps(monkeypatch):
@@ -83,17 +83,17 @@ def test_first_run_estimate_is_flops_over_the_network_rate_plus_reads_and_overhe
 
 
 def test_transfer_optimisers_price_every_gradient_of_a_step():
-    from hashbench import registries
-    from hashbench.attack import PrepareSizes
+    from hashbench import plugins
+    from hashbench.api.attack import PrepareSizes
 
     sizes = PrepareSizes(train=120, image_size=32, bits=16, classes=6, model_forward_flops=1000)
-    bim = registries.attacks.create("bim", {"iterations": 10})
-    si = registries.attacks.create("si-ni-fgsm", {"iterations": 10, "scales": 3})
-    vmi = registries.attacks.create("vmi-fgsm", {"iterations": 10, "samples": 2})
+    bim = plugins.attacks.create("bim", {"iterations": 10})
+    si = plugins.attacks.create("si-ni-fgsm", {"iterations": 10, "scales": 3})
+    vmi = plugins.attacks.create("vmi-fgsm", {"iterations": 10, "samples": 2})
     assert bim.perturb_flops(sizes) == (3 * 10 + 2) * 1000
     assert si.perturb_flops(sizes) == (3 * 10 * 3 + 2) * 1000  # three scaled copies per gradient
     assert vmi.perturb_flops(sizes) == (3 * 10 * 3 + 2) * 1000  # the point and two neighbours
-    center = registries.attacks.create("center", {"iterations": 7})
+    center = plugins.attacks.create("center", {"iterations": 7})
     assert center.perturb_flops(sizes) == (3 * 7 + 2) * 1000  # the default of an iterative attack
 
 

@@ -11,22 +11,23 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from report_records import RUN, XSS, make_record, write_run
 
-from hashbench.cli import main
-from hashbench.codes import to_binary
-from hashbench.config import apply_overrides, load_config, load_grid_file
+from hashbench.cli.main import main
 from hashbench.errors import ConfigError
+from hashbench.harness.config import apply_overrides, load_config, load_grid_file
+from hashbench.harness.plan import model_id, plan_members
+from hashbench.harness.runner import Runner
+from hashbench.harness.stages.context import StageContext, load_model, split_of
+from hashbench.harness.store import ArtifactStore
 from hashbench.models.purifier import PurifiedModel
-from hashbench.harness.plan import CLEAN, model_id, plan_members
 from hashbench.progress import Reporter
 from hashbench.report import build_report, render_html
 from hashbench.report.export import to_csv, to_json, to_markdown
 from hashbench.report.leaderboard import leaderboards
 from hashbench.results import load, read_records
-from hashbench.harness.runner import Runner
-from hashbench.harness.stages.context import StageContext, load_model, split_of
-from hashbench.store import ArtifactStore
-from report_records import RUN, XSS, make_record, write_run
+from hashbench.results.schema import CLEAN
+from hashbench.retrieval.codes import to_binary
 
 #: two seeds, three models (method × defense), two attacks: enough to count everything twice
 PLAN_SET = ["methods=[dpsh,csq]", "defenses=[none,cgat,comdefend]", "attacks=[p2p,mainstay]", "seeds=[0,1]"]

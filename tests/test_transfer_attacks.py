@@ -10,11 +10,11 @@ from torch import nn
 from attacks.mainstay import mainstay_loss
 from attacks.sdha_t import targeted_distance, targeted_objective
 from attacks.transfer import guide_codes
-from hashbench import registries
-from hashbench.attack import AttackContext
-from hashbench.codes import center_codes, to_binary
+from hashbench import plugins
+from hashbench.api.attack import AttackContext
 from hashbench.errors import ConfigError
-from hashbench.pgd import PGDConfig, input_diversity, input_gradient, minimise, pgd
+from hashbench.retrieval.codes import center_codes, to_binary
+from hashbench.retrieval.pgd import PGDConfig, input_diversity, input_gradient, minimise, pgd
 
 TRANSFER = ("bim", "mi-fgsm", "di-fgsm", "ni-fgsm", "si-ni-fgsm", "vmi-fgsm")
 NEW = (*TRANSFER, "sdha-t")
@@ -205,13 +205,13 @@ def test_the_new_attacks_are_registered_with_their_papers():
     papers = {"bim": "Kurakin", "mi-fgsm": "Dong", "di-fgsm": "Xie", "ni-fgsm": "Lin", "si-ni-fgsm": "Lin",
               "vmi-fgsm": "Wang, He", "sdha-t": "Lu, Chen"}
     for name, author in papers.items():
-        cls = registries.attacks.get(name)
+        cls = plugins.attacks.get(name)
         assert cls.paper.startswith(author) and "Semantic-Aware Adversarial Training" in cls.paper
         assert cls.description and cls.targeted is (name == "sdha-t")
 
 
 def test_defaults_are_saats_generators():
-    p = {name: registries.attacks.create(name).params for name in NEW}
+    p = {name: plugins.attacks.create(name).params for name in NEW}
     for name in TRANSFER:
         assert (p[name].epsilon, p[name].step_size, p[name].iterations, p[name].alpha_schedule, p[name].guide,
                 p[name].margin, p[name].batch_size) == (EPS, 1 / 255, 100, "proportional", "mainstay", 0.5, 128)
@@ -224,7 +224,7 @@ def test_defaults_are_saats_generators():
 
 
 def test_each_plugin_picks_its_engine_options():
-    options = {name: registries.attacks.create(name).optimizer_options() for name in TRANSFER}
+    options = {name: plugins.attacks.create(name).optimizer_options() for name in TRANSFER}
     assert options["bim"] == {}
     assert options["mi-fgsm"] == {"momentum_decay": 1.0}
     assert options["di-fgsm"] == {"momentum_decay": 0.0, "diversity_prob": 0.5, "diversity_resize": 0.9}
@@ -245,7 +245,7 @@ def test_each_plugin_picks_its_engine_options():
 ])
 def test_bad_parameters_are_refused(name, values, message):
     with pytest.raises(ConfigError, match=message):
-        registries.attacks.create(name, values)
+        plugins.attacks.create(name, values)
 
 
 def test_guide_codes_are_mainstay_center_or_the_query_own_code():
@@ -261,7 +261,7 @@ def test_guide_codes_are_mainstay_center_or_the_query_own_code():
 
 def test_bim_is_pgd_from_the_clean_image_with_the_masked_loss():
     model, x, labels, ctx = tiny_setting()
-    attack = registries.attacks.create("bim", {"iterations": 10})
+    attack = plugins.attacks.create("bim", {"iterations": 10})
     got = attack.perturb(model, x, labels, None, ctx)
     codes = center_codes(labels, ctx.train_codes, ctx.train_labels, weighting="saat")
     want = pgd(model, x, codes, PGDConfig(EPS, 1 / 255, 10, False, "proportional"), loss_fn=mainstay_loss(0.5, False))
@@ -272,7 +272,7 @@ def test_bim_is_pgd_from_the_clean_image_with_the_masked_loss():
 @pytest.mark.parametrize("guide", ["mainstay", "center", "own"])
 def test_each_optimiser_pushes_the_codes_away_within_the_budget(name, guide):
     model, x, labels, ctx = tiny_setting()
-    attack = registries.attacks.create(name, {"iterations": 20, "guide": guide})
+    attack = plugins.attacks.create(name, {"iterations": 20, "guide": guide})
     x_adv = attack.perturb(model, x, labels, None, ctx)
     assert x_adv.shape == x.shape and 0 <= float(x_adv.min()) and float(x_adv.max()) <= 1
     assert float((x_adv - x).abs().max()) <= EPS + 1e-6
@@ -280,7 +280,7 @@ def test_each_optimiser_pushes_the_codes_away_within_the_budget(name, guide):
     with torch.no_grad():
         before, after = (model(x) * codes).mean(), (model(x_adv) * codes).mean()
     assert after < before - 0.05
-    again = registries.attacks.create(name, {"iterations": 20, "guide": guide}).perturb(
+    again = plugins.attacks.create(name, {"iterations": 20, "guide": guide}).perturb(
         model, x, labels, None, tiny_setting()[3])
     assert torch.equal(x_adv, again)  # every draw from ctx.generator
 
@@ -310,7 +310,7 @@ def test_sdha_t_objective_weights_far_codes_more_and_skips_an_empty_relevant_set
 def test_sdha_t_pulls_towards_the_codes_of_the_target_label():
     model, x, labels, ctx = tiny_setting()
     target = labels.roll(1, dims=0)
-    attack = registries.attacks.create("sdha-t", {"iterations": 40})
+    attack = plugins.attacks.create("sdha-t", {"iterations": 40})
     with pytest.raises(ValueError, match="is targeted: perturb needs one target label per query"):
         attack.perturb(model, x, labels, None, ctx)
     x_adv = attack.perturb(model, x, labels, target, ctx)

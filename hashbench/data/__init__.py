@@ -4,7 +4,6 @@ The built-in datasets ``shapes`` and ``listfile`` are loaded lazily through the
 ``hashbench.datasets`` entry points, not imported here.
 """
 
-from .base import HashDataset, PredefinedSplit
-from .splits import Split, make_split, select_target_labels
+from hashbench.data.splits import Split, make_split, select_target_labels
 
-__all__ = ["HashDataset", "PredefinedSplit", "Split", "make_split", "select_target_labels"]
+__all__ = ["Split", "make_split", "select_target_labels"]

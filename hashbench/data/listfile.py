@@ -32,10 +32,10 @@ import torch
 from PIL import Image
 from pydantic import Field, ValidationInfo, field_validator
 
-from ..errors import ConfigError, DataError
-from ..params import Params, params_dict
-from .base import HashDataset, PredefinedSplit
-from .images import open_image, to_tensor
+from hashbench.api.dataset import HashDataset, PredefinedSplit
+from hashbench.api.params import Params, params_dict
+from hashbench.data.images import open_image, to_tensor
+from hashbench.errors import ConfigError, DataError
 
 FORMAT_VERSION = "listfile-v1"
 SPLITS: tuple[str, ...] = ("train", "query", "database")

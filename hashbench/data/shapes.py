@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from pydantic import Field, ValidationInfo, field_validator
 
-from ..params import Params, params_dict
-from .base import HashDataset
+from hashbench.api.dataset import HashDataset
+from hashbench.api.params import Params, params_dict
 
 FORMAT_VERSION = "shapes-v1"
 

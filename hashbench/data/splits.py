@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..errors import ArtifactError, ConfigError, DataError
-from .base import HashDataset, PredefinedSplit
+from hashbench.api.dataset import HashDataset, PredefinedSplit
+from hashbench.errors import ArtifactError, ConfigError, DataError
 
 _INDEX_KEYS = ("train", "query", "database")
 _ROW_CHUNK = 1024  # queries per block in select_target_labels, to bound memory

@@ -10,9 +10,9 @@ the number of image passes the stage makes:
 | pretrain | 3 · pretrain_epochs · |train|, through a head of one output per class |
 | train | 3 · epochs · |train| |
 | defend | epochs · |train| · (6 + 3 · iterations): clean and adversarial forward/backward, PGD steps |
-| prepare | the attack's own count (:meth:`~hashbench.attack.Attack.prepare_flops`; unknown if it gives none) |
+| prepare | the attack's own count (:meth:`~hashbench.api.attack.Attack.prepare_flops`; unknown if it gives none) |
 | encode | |database| + |train| + |query| |
-| attack, craft | |query| · the attack's own count per query (:meth:`~hashbench.attack.Attack.perturb_flops`; by default 3 · iterations + 2 passes) (a craft is its surrogate's attack) |
+| attack, craft | |query| · the attack's own count per query (:meth:`~hashbench.api.attack.Attack.perturb_flops`; by default 3 · iterations + 2 passes) (a craft is its surrogate's attack) |
 | transfer | |query| (the victim encodes the crafted queries) |
 | evaluate | Hamming ranking: 2 · |query| · |database| · bits (no images) |
 
@@ -47,17 +47,17 @@ from typing import Any, Iterator
 
 import torch
 
-from hashbench.data.base import HashDataset
+from hashbench.api.dataset import HashDataset
 from hashbench.harness.flops import cached_forward_flops, hash_model_builder, plugin_json, train_stage
 from hashbench.harness.plan import Plan
 from hashbench.harness.sizes import Sizes
 from hashbench.harness.stages.base import Work
 from hashbench.harness.stages.kinds import KINDS, STAGE_KINDS
 from hashbench.harness.stages.spec import PluginSpec, Stage, split_stage
-from hashbench.harness.timings import device_label
-from hashbench.store import ArtifactStore
+from hashbench.harness.store import ArtifactStore
 from hashbench.harness.throughput import (evaluate_seconds, first_optimiser_s, load_seconds, measure_rate, probe_batch,
-                                  record_write_s, stage_overhead_s)
+                                          record_write_s, stage_overhead_s)
+from hashbench.harness.timings import device_label
 
 #: output width of the network whose rate is timed: the head is a small share of the FLOPs, so one
 #: width serves every code length and class count (one timing per backbone, side, batch and mode)

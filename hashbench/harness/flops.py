@@ -15,14 +15,14 @@ from typing import Callable
 import torch
 from torch import nn
 
-from hashbench import registries
+from hashbench import plugins
+from hashbench.api.attack import PrepareSizes
+from hashbench.api.defense import InferenceDefense
 from hashbench.api.flops import module_flops
-from hashbench.attack import PrepareSizes
-from hashbench.defense import InferenceDefense
 from hashbench.harness.sizes import Sizes
 from hashbench.harness.stages.spec import PluginSpec, Stage
+from hashbench.harness.store import canonical_json
 from hashbench.models.hash_model import HashModel
-from hashbench.store import canonical_json
 
 
 def plugin_json(plugin: PluginSpec) -> str:
@@ -37,7 +37,7 @@ def hash_model_builder(backbone_json: str, image_size: int, bits: int) -> Callab
     params = dict(backbone["params"])
     if "pretrained" in params:
         params["pretrained"] = "none"
-    plugin = registries.backbones.create(backbone["name"], params)
+    plugin = plugins.backbones.create(backbone["name"], params)
     return lambda: HashModel(plugin.build(image_size), bits)
 
 
@@ -71,14 +71,14 @@ def forward_flops(backbone: PluginSpec, image_size: int, bits: int) -> int:
 @functools.lru_cache(maxsize=64)
 def _purifier_flops(defense_json: str, image_size: int) -> int:
     defense = json.loads(defense_json)
-    plugin = registries.defenses.create(defense["name"], defense["params"])
+    plugin = plugins.defenses.create(defense["name"], defense["params"])
     return module_flops(plugin.build_purifier, (1, 3, image_size, image_size))
 
 
 def purifier_flops(defense: PluginSpec, image_size: int) -> int:
     """FLOPs of one image's pass through an inference-time defense's purifier; 0 for a defense
     that trains the model instead."""
-    if not issubclass(registries.defenses.get(defense.name), InferenceDefense):
+    if not issubclass(plugins.defenses.get(defense.name), InferenceDefense):
         return 0
     return _purifier_flops(plugin_json(defense), image_size)
 
@@ -120,7 +120,7 @@ def attack_plugin_flops(attack: PluginSpec, hook: str, sizes: PrepareSizes) -> i
     """The attack plugin's own count (``hook``: "prepare_flops" or "perturb_flops"); ``None`` if it
     gives none or fails (an estimate never fails a plan)."""
     try:
-        flops = getattr(registries.attacks.create(attack.name, dict(attack.params)), hook)(sizes)
+        flops = getattr(plugins.attacks.create(attack.name, dict(attack.params)), hook)(sizes)
     except Exception:
         return None
     return int(flops) if flops is not None else None

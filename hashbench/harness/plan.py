@@ -23,15 +23,14 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from hashbench import registries
-from hashbench.config import (GRID_AXES, PER_DATASET_KINDS, Config, DatasetDecl, Grid, Profile, UnionGrid, check_param_name,
-                              not_on_axis)
-from hashbench.data.base import HashDataset
+from hashbench import plugins
+from hashbench.api.dataset import HashDataset
+from hashbench.api.params import params_dict, validate_params
+from hashbench.api.registry import unknown_name_message
 from hashbench.data.splits import check_split_sizes, own_split, size_differences
 from hashbench.errors import ConfigError, PluginError, UserError
-from hashbench.metrics import DEFAULT_RADIUS
-from hashbench.params import params_dict, validate_params
-from hashbench.registry import unknown_name_message
+from hashbench.harness.config import (GRID_AXES, PER_DATASET_KINDS, Config, DatasetDecl, Grid, Profile, UnionGrid,
+                                      check_param_name, not_on_axis)
 from hashbench.harness.sizes import Sizes, dataset_sizes, declared_sizes
 from hashbench.harness.stages.attack import AttackSpec
 from hashbench.harness.stages.chance import CHANCE_DRAWS, ChanceSpec
@@ -47,10 +46,9 @@ from hashbench.harness.stages.spec import DatasetSpec, EvaluatedAttack, PluginSp
 from hashbench.harness.stages.split import SplitSpec
 from hashbench.harness.stages.train import TrainSpec
 from hashbench.harness.stages.transfer import TransferSpec
-from hashbench.store import canonical_json
-
-#: the attack coordinate of a cell that evaluates the clean queries
-CLEAN = "clean"
+from hashbench.harness.store import canonical_json
+from hashbench.results.schema import CLEAN
+from hashbench.retrieval.metrics import DEFAULT_RADIUS
 
 
 def derive_seed(seed: int, purpose: str) -> int:
@@ -193,7 +191,7 @@ def away_from_defaults(plan: Plan) -> list[dict[str, Any]]:
                 continue
             name = getattr(cell, coord)
             if (coord, name) not in defaults:
-                fields = registries.BY_KIND[_CELL_PLUGINS[coord]].get(name).Params.model_fields
+                fields = plugins.BY_KIND[_CELL_PLUGINS[coord]].get(name).Params.model_fields
                 defaults[coord, name] = {f: info.default for f, info in fields.items()}
             base = defaults[coord, name]
             changed = {k: v for k, v in params.items() if k not in base or _json_value(base[k]) != v}
@@ -212,7 +210,7 @@ def _json_value(value: Any) -> Any:
 
 
 def _plugin_spec(kind: str, name: str, values: dict[str, Any], where: str) -> PluginSpec:
-    registry = registries.BY_KIND[kind]
+    registry = plugins.BY_KIND[kind]
     params = validate_params(registry.get(name).Params, values, where)
     return PluginSpec(name, params_dict(params), tuple(registry.origin(name)))
 
@@ -220,7 +218,7 @@ def _plugin_spec(kind: str, name: str, values: dict[str, Any], where: str) -> Pl
 def resolved_values(kind: str, name: str, profile: Profile, grid: Grid, dataset: str) -> dict[str, Any]:
     """Plugin defaults, scaled by the profile, then the profile's ``set``, the grid's ``params`` and
     the grid's ``params_by_dataset`` of ``dataset``, each over the one before."""
-    cls = registries.BY_KIND[kind].get(name)
+    cls = plugins.BY_KIND[kind].get(name)
     values: dict[str, Any] = {}
     for field_name, factor in profile.scale.items():
         info = cls.Params.model_fields.get(field_name)
@@ -242,7 +240,7 @@ def _check_names(grid: Grid, where: str, config: Config) -> None:
         if name not in config.data.datasets:
             raise ConfigError(f"{where}.datasets[{i}]: {unknown_name_message('dataset', name, list(config.data.datasets))}")
     for kind in PER_DATASET_KINDS:
-        registry = registries.BY_KIND[kind]
+        registry = plugins.BY_KIND[kind]
         for i, name in enumerate(getattr(grid, kind)):
             if name not in registry:
                 raise ConfigError(f"{where}.{kind}[{i}]: {registry.unknown_name_message(name)}")
@@ -322,7 +320,7 @@ def _open_dataset(config: Config, dname: str, spec: DatasetSpec, plan: Plan, req
     key = spec.key
     if key not in plan.datasets:
         try:
-            plan.datasets[key] = registries.datasets.create(spec.type, dict(spec.params))
+            plan.datasets[key] = plugins.datasets.create(spec.type, dict(spec.params))
         except UserError as exc:
             if require_data:
                 raise ConfigError(f"{config.path}: datasets.{dname}: {exc}") from None
@@ -407,7 +405,7 @@ def _plan_grid(config: Config, grid_name: str, grid: Grid, profile: Profile, whe
             train_inputs["pretrain"] = intern(Stage(PretrainSpec(backbone, derive_seed(seed, "pretrain"), train_amp),
                                                     {"split": split}))
         train = intern(Stage(TrainSpec(method, backbone, bits, derive_seed(seed, "train"), train_amp), train_inputs))
-        defense_cls = registries.defenses.get(dfname)
+        defense_cls = plugins.defenses.get(dfname)
         if defense_cls.identity:
             model = train
             defend = None
@@ -433,7 +431,7 @@ def _plan_grid(config: Config, grid_name: str, grid: Grid, profile: Profile, whe
         for aname in grid.attacks:
             attack = _plugin_spec("attacks", aname, resolved_values("attacks", aname, profile, grid, dname),
                                   _where(where, "attacks", aname, grid, dname))
-            attack_cls = registries.attacks.get(aname)
+            attack_cls = plugins.attacks.get(aname)
             inputs = {"model": model, "encode": encode, "split": split}
             stages = dict(base_stages)
             if attack_cls.has_prepare():

@@ -5,7 +5,7 @@ Two ways to turn FLOPs into seconds:
 
 - this machine (``--device auto|cpu|cuda``): :func:`hashbench.harness.cost.estimate_plan`, from recorded
   timings, else the measured matmul rate;
-- a device from :mod:`hashbench.devices` (``--device h200``) or ``--tflops X``: every stage to run
+- a device from :mod:`hashbench.harness.devices` (``--device h200``) or ``--tflops X``: every stage to run
   takes FLOPs / (peak rate of its precision × achieved fraction), basis ``rated``; a stage
   autocast by ``--amp`` (its spec has ``amp``) is priced at that precision's rate.
 
@@ -18,13 +18,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from hashbench.devices import LOCAL, Rate, custom_rate, device_rate
+from hashbench.errors import UserError
 from hashbench.harness.cost import KindEstimate, estimate_plan, stage_bytes, stage_flops, stages_by_kind
+from hashbench.harness.devices import LOCAL, Rate, custom_rate, device_rate
 from hashbench.harness.executors.worker import resolve_device
 from hashbench.harness.plan import Plan
 from hashbench.harness.stages.spec import split_stage
+from hashbench.harness.store import ArtifactStore
 from hashbench.harness.timings import device_label, read_timings
-from hashbench.store import ArtifactStore
 
 #: one plan (the whole, or one member) → its rows, one per stage kind
 Estimator = Callable[[Plan], list[KindEstimate]]
@@ -36,8 +37,6 @@ def resolve_rate(device: str, tflops: float | None, achieved_fraction: float | N
     Raises :class:`~hashbench.errors.UserError` for an unknown name (with a suggestion) and for
     options that do not go together.
     """
-    from hashbench.errors import UserError
-
     if tflops is not None:
         if device != "auto":
             raise UserError("--tflops prices a device of that peak rate: give it or --device NAME, not both")

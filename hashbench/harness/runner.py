@@ -36,11 +36,11 @@ from hashbench.harness.executors.parallel import PoolExecutor, threads_per_worke
 from hashbench.harness.executors.ray import RayExecutor
 from hashbench.harness.executors.worker import StageResult, WorkerConfig, resolve_device, store_root
 from hashbench.harness.plan import Cell, Plan
-from hashbench.harness.records import failed_record, git_commit, now, ok_record
 from hashbench.harness.stages.spec import Stage
+from hashbench.harness.store import ArtifactStore, StoreWriteError, write_json_atomic
 from hashbench.progress import Reporter
 from hashbench.results import check_run_name, writable_results_dir
-from hashbench.store import ArtifactStore, StoreWriteError, write_json_atomic
+from hashbench.results.records import failed_record, git_commit, now, ok_record
 
 EXECUTOR_KINDS = ("local", "ray")
 #: how often a stage that was missing or whose worker died is retried before it fails

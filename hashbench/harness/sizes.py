@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from hashbench.data.base import HashDataset
+from hashbench.api.dataset import HashDataset
 
 
 @dataclass(frozen=True)

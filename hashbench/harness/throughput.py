@@ -14,10 +14,10 @@ with the rate of the stage's own network, measured here in a fraction of a secon
   dataset, which every epoch and every encode pays on top of the network;
 - :func:`stage_overhead_s`: what a stage costs besides its network: writing its artifact
   (safetensors, metadata, manifest, fsyncs) and its timing line, and reading its inputs back,
-  measured with a real :class:`~hashbench.store.ArtifactStore` in a temporary folder next to
+  measured with a real :class:`~hashbench.harness.store.ArtifactStore` in a temporary folder next to
   the results; :func:`record_write_s`: writing one cell's record there;
 - :func:`evaluate_seconds`: an evaluate stage's ranking metrics
-  (:func:`hashbench.metrics.retrieval_metrics`) on random codes of the split's sizes;
+  (:func:`hashbench.retrieval.metrics.retrieval_metrics`) on random codes of the split's sizes;
 - :func:`first_optimiser_s`: the one-off cost of a process's first optimiser (torch imports its
   compiler stack then), which a run pays in its first training stage.
 
@@ -37,9 +37,9 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from hashbench.data.base import HashDataset
-from hashbench.metrics import retrieval_metrics
-from hashbench.store import Artifact, ArtifactStore, write_json_atomic
+from hashbench.api.dataset import HashDataset
+from hashbench.harness.store import Artifact, ArtifactStore, write_json_atomic
+from hashbench.retrieval.metrics import retrieval_metrics
 
 #: the most FLOPs one timed step may take on a CPU (about half a second on two cores)
 PROBE_FLOPS = 5e10
@@ -180,7 +180,7 @@ EVALUATE_PROBE_QUERIES = 64
 def evaluate_seconds(queries: int, database: int, bits: int, classes: int, topk: int | None, pn: Sequence[int],
                      radius: int) -> float:
     """Seconds of an evaluate stage's metrics (MAP, t-MAP, PR curve, P@N, R@N, precision within
-    ``radius``) for a split of these sizes: :func:`~hashbench.metrics.retrieval_metrics` on random
+    ``radius``) for a split of these sizes: :func:`~hashbench.retrieval.metrics.retrieval_metrics` on random
     codes and labels, timed after one untimed call, at most :data:`EVALUATE_PROBE_QUERIES`
     queries and scaled to ``queries``.  ``pn`` must be a tuple (the result is cached)."""
     if queries == 0 or database == 0:

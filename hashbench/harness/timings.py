@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from hashbench.harness.stages.spec import Stage
-from hashbench.store import ArtifactStore
+from hashbench.harness.store import ArtifactStore
 
 _FILE = "timings.jsonl"
 

@@ -1,5 +1,2 @@
-"""Hashing methods, one file each; registered through the ``hashbench.methods`` entry points."""
-
-from .base import HashMethod, TrainParams
-
-__all__ = ["HashMethod", "TrainParams"]
+"""Hashing methods, one file each; registered through the ``hashbench.methods`` entry points.
+Their contract is :class:`hashbench.api.method.HashMethod`."""

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from .base import HashMethod, TrainParams
+from hashbench.api.method import HashMethod, TrainParams
 
 #: draws of the random extra centres before giving up on the distance thresholds (the original's budget)
 CENTER_DRAWS = 20

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from .base import TrainParams
-from .csq import CSQ
-from .dsdh_c import SlicedWassersteinQuantisation
+from hashbench.api.method import TrainParams
+from hashbench.methods.csq import CSQ
+from hashbench.methods.dsdh_c import SlicedWassersteinQuantisation
 
 
 class CSQC(SlicedWassersteinQuantisation, CSQ):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from .base import HashMethod, TrainParams
+from hashbench.api.method import HashMethod, TrainParams
 
 #: cosine ceiling (keeps the distance of identical codes away from 0) and norm floor of the original
 COS_MAX = 0.99

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import HashMethod, TrainParams
+from hashbench.api.method import HashMethod, TrainParams
 
 
 class DPH(HashMethod):

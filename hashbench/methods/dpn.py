@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from .base import TrainParams
-from .csq import CSQ, balanced_codes
+from hashbench.api.method import TrainParams
+from hashbench.methods.csq import CSQ, balanced_codes
 
 
 class DPN(CSQ):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from .base import HashMethod, TrainParams, pairwise_logistic
+from hashbench.api.method import HashMethod, TrainParams, pairwise_logistic
 
 
 class DPSH(HashMethod):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from ..params import MAX_ITERATIONS
-from .base import HashMethod, TrainParams, pairwise_logistic
+from hashbench.api.method import HashMethod, TrainParams, pairwise_logistic
+from hashbench.api.params import MAX_ITERATIONS
 
 
 class DSDH(HashMethod):

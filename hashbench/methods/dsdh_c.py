@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from .base import HashMethod
-from .dsdh import DSDH
+from hashbench.api.method import HashMethod
+from hashbench.methods.dsdh import DSDH
 
 
 def swd_coordinate_loss(u: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

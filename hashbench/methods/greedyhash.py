@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from .base import TrainParams
-from .loss_tensors import LossTensors
+from hashbench.api.method import TrainParams
+from hashbench.methods.loss_tensors import LossTensors
 
 
 class _SignStraightThrough(torch.autograd.Function):

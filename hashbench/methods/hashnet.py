@@ -7,7 +7,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from .base import HashMethod, TrainParams, pairwise_logistic
+from hashbench.api.method import HashMethod, TrainParams, pairwise_logistic
 
 
 class HashNet(HashMethod):

@@ -7,9 +7,9 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from .base import TrainParams
-from .dsdh_c import SlicedWassersteinQuantisation
-from .hashnet import HashNet
+from hashbench.api.method import TrainParams
+from hashbench.methods.dsdh_c import SlicedWassersteinQuantisation
+from hashbench.methods.hashnet import HashNet
 
 
 class HSWD(SlicedWassersteinQuantisation, HashNet):

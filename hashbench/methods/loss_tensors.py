@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import HashMethod
+from hashbench.api.method import HashMethod
 
 
 class LossTensors(HashMethod):

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from .base import TrainParams
-from .loss_tensors import LossTensors
+from hashbench.api.method import TrainParams
+from hashbench.methods.loss_tensors import LossTensors
 
 #: batch-norm epsilon (``nn.BatchNorm1d``'s) and the cosine clamp of the arc margin (the original's)
 BN_EPS = 1e-5

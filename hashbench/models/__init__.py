@@ -1,6 +1,8 @@
-"""Hash models: a backbone plugin plus the hash layer (see :class:`HashModel`)."""
+"""Hash models: a backbone plugin plus the hash layer (see :class:`~hashbench.models.hash_model.HashModel`),
+the purifier wrapper of inference-time defenses, and the built-in backbones."""
 
-from .backbones import Backbone
-from .hash_model import HashModel
+from __future__ import annotations
 
-__all__ = ["Backbone", "HashModel"]
+from hashbench.models.hash_model import HashModel
+
+__all__ = ["HashModel"]

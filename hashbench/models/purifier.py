@@ -1,6 +1,6 @@
 """Inference-time defenses: a purifier in front of an unchanged hash model.
 
-:class:`PurifiedModel` is what an inference-time defense (:class:`hashbench.defense.InferenceDefense`)
+:class:`PurifiedModel` is what an inference-time defense (:class:`hashbench.api.defense.InferenceDefense`)
 returns: every image, query or database item, passes through the purifier before the hash
 model.  The defend stage stores the hash model's weights under ``model.`` (exactly the clean
 model's) and the purifier's under ``purifier.``; loading rebuilds the purifier from the defense
@@ -22,7 +22,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .hash_model import HashModel
+from hashbench.models.hash_model import HashModel
 
 
 class PurifiedModel(HashModel):

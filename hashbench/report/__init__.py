@@ -10,8 +10,8 @@ example queries, :mod:`.model` assembles the format-neutral :class:`Report`, :mo
 
 from __future__ import annotations
 
-from .html import render_html
-from .model import Report, build_report
-from .write import OUTPUTS, write_report
+from hashbench.report.html import render_html
+from hashbench.report.model import Report, build_report
+from hashbench.report.write import OUTPUTS, write_report
 
 __all__ = ["OUTPUTS", "Report", "build_report", "render_html", "write_report"]

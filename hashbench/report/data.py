@@ -9,9 +9,10 @@ from typing import Any
 
 import pandas as pd
 
-from ..results import COLUMNS, flatten, read_manifest, read_records, run_dir
-from ..store import ArtifactStore
-from .tables import white_box
+from hashbench.harness.store import ArtifactStore
+from hashbench.report.tables import white_box
+from hashbench.results import read_manifest, read_records, run_dir
+from hashbench.results.schema import COLUMNS, flatten
 
 #: Coordinates of a cell, in order (``seed`` last).
 CELL_KEYS = ("dataset", "method", "backbone", "bits", "defense", "attack", "seed")
@@ -37,7 +38,7 @@ class RunData:
     manifest: dict[str, Any]
     records: list[dict[str, Any]]  # evaluated cells only, in file order
     failures: list[Failure]
-    frame: pd.DataFrame  # one row per evaluated white-box cell: ``results.COLUMNS``
+    frame: pd.DataFrame  # one row per evaluated white-box cell: ``results.schema.COLUMNS``
     store: ArtifactStore | None  # the run's artifact store, where present
     #: one line per record file that could not be used and was left out
     skipped: list[str] = field(default_factory=list)

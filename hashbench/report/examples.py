@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..errors import ArtifactError
-from .data import RunData
-from .names import CLEAN, label, model_label, ordered
-from .tables import group_rows
+from hashbench.errors import ArtifactError
+from hashbench.report.data import RunData
+from hashbench.report.names import CLEAN, label, model_label, ordered
+from hashbench.report.tables import group_rows
 
 #: Example queries shown per (model, attack); the evaluate stage stores up to 4.
 MAX_QUERIES = 2

@@ -17,10 +17,10 @@ from typing import Any
 
 import pandas as pd
 
-from .model import Report
-from .layouts import MISSING, Cell, Layout, fmt
-from .leaderboard import Board
-from .names import label, model_label
+from hashbench.report.layouts import MISSING, Layout, TableCell, fmt
+from hashbench.report.leaderboard import Board
+from hashbench.report.model import Report
+from hashbench.report.names import label, model_label
 
 REPORT_SCHEMA_VERSION = 1
 CURVE_COLUMNS = ("pr_recall", "pr_precision", "pn_n", "pn_precision", "rn_n", "rn_recall")
@@ -105,7 +105,7 @@ def latex_escape(value: object) -> str:
     return "".join(out)
 
 
-def _latex_number(cell: Cell, signed: bool = False) -> str:
+def _latex_number(cell: TableCell, signed: bool = False) -> str:
     if cell.value is None:
         return "--"
     text = fmt(cell.value, signed=signed).replace("-", "$-$")
@@ -215,7 +215,7 @@ def md_escape(value: object) -> str:
     return "".join(_MD_ESCAPES.get(ch, ch) for ch in str(value))
 
 
-def _md_number(cell: Cell, signed: bool = False) -> str:
+def _md_number(cell: TableCell, signed: bool = False) -> str:
     if cell.value is None:
         return MISSING
     text = fmt(cell.value, signed=signed)
@@ -304,7 +304,7 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _json_cell(cell: Cell, report: Report) -> dict[str, Any]:
+def _json_cell(cell: TableCell, report: Report) -> dict[str, Any]:
     return {"value": cell.value, "std": cell.std, "n": cell.n, "metric": cell.metric, "best": cell.best,
             "paper": cell.paper_value, "paper_source": cell.paper.source if cell.paper else None,
             "difference": cell.difference, "setting": cell.setting}

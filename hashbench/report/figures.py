@@ -21,8 +21,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from .leaderboard import Board
-from .names import CLEAN, NO_DEFENSE, label, ordered
+from hashbench.report.leaderboard import Board
+from hashbench.report.names import CLEAN, NO_DEFENSE, label, ordered
 
 #: rcParams of every figure; a fixed hash salt and no date make the SVG byte-reproducible.
 RC = {

@@ -23,15 +23,15 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup
 
 from hashbench.harness.stages.kinds import STAGE_KINDS
-from .model import Report, build_report
-from .data import Failure, RunData
-from .examples import Example, ExampleQuery, ImagePool, examples
-from .figures import curves_figure, defense_colors, scatter_figure
-from .layouts import MISSING, Cell, Layout, fmt, make_cell
-from .leaderboard import Board
-from .names import CLEAN, label, model_label, ordered
-from .paper import PaperNumbers
-from .tables import group_rows
+from hashbench.report.data import Failure, RunData
+from hashbench.report.examples import Example, ExampleQuery, ImagePool, examples
+from hashbench.report.figures import curves_figure, defense_colors, scatter_figure
+from hashbench.report.layouts import MISSING, Layout, TableCell, fmt, make_cell
+from hashbench.report.leaderboard import Board
+from hashbench.report.model import Report, build_report
+from hashbench.report.names import CLEAN, label, model_label, ordered
+from hashbench.report.paper import PaperNumbers
+from hashbench.report.tables import group_rows
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 TEMPLATE = "report.html.j2"
@@ -109,7 +109,7 @@ def _sort_value(value: Any) -> str:
 
 # --- views ----------------------------------------------------------------------------------------
 
-def _cell_view(cell: Cell, papers: PaperNumbers, delta: bool = False) -> dict[str, Any]:
+def _cell_view(cell: TableCell, papers: PaperNumbers, delta: bool = False) -> dict[str, Any]:
     title = [f"{cell.n} seed{'s' if cell.n != 1 else ''}"] if cell.n else ["not run"]
     ref = None
     if cell.paper_value is not None:

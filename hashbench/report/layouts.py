@@ -21,9 +21,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .names import CLEAN, NO_DEFENSE, label, model_label, note
-from .paper import PaperNumber, PaperNumbers
-from .tables import SETTING_COLUMNS, Stats
+from hashbench.report.names import CLEAN, NO_DEFENSE, label, model_label, note
+from hashbench.report.paper import PaperNumber, PaperNumbers
+from hashbench.report.tables import SETTING_COLUMNS, Stats
 
 #: CgAT's table of each dataset (Tables 1–3).
 CGAT_TABLE_OF_DATASET = {"flickr25k": 1, "nuswide21": 2, "mscoco": 3}
@@ -54,7 +54,7 @@ def fmt(value: float | None, *, signed: bool = False) -> str:
 
 
 @dataclass
-class Cell:
+class TableCell:
     """One number of a layout, in percent."""
 
     value: float | None
@@ -81,7 +81,7 @@ class Cell:
 @dataclass
 class Row:
     label: str
-    cells: list[Cell]
+    cells: list[TableCell]
     kind: str = "value"  # "value", "delta" for the Δ row, "chance" for the random-codes reference
     note: str | None = None
 
@@ -127,7 +127,7 @@ class Layout:
                 spans.append((column.group, 1))
         return spans
 
-    def cells(self) -> Iterable[Cell]:
+    def cells(self) -> Iterable[TableCell]:
         for group in self.groups:
             for row in group.rows:
                 yield from row.cells
@@ -152,13 +152,13 @@ def _mark_best(rows: list[Row], rule: str, skip: Iterable[str] = ()) -> None:
 
 
 def make_cell(stats: Stats, papers: PaperNumbers, dataset: str, method: str, backbone: str, bits: int, defense: str,
-              attack: str, metric: str = "map", prefer: str | None = None) -> Cell:
+              attack: str, metric: str = "map", prefer: str | None = None) -> TableCell:
     """A setting's cell: our mean ± std over seeds and the paper's number (table ``prefer`` first)."""
     setting = {"dataset": dataset, "method": method, "backbone": backbone, "bits": int(bits),
                "defense": defense, "attack": attack, "metric": metric}
     stat = stats.get(dataset, method, backbone, bits, defense, attack)
     ref = papers.lookup(dataset, method, bits, defense, attack, metric, prefer=prefer)
-    return Cell(
+    return TableCell(
         value=stat.value(metric) if stat else None, std=stat.std(metric) if stat else None,
         n=stat.n if stat else 0, metric=metric, paper=ref, paper_value=ref.value if ref else None,
         setting=setting,
@@ -175,7 +175,7 @@ def delta_row(rows: Mapping[str, Row]) -> Row | None:
         paper = None
         if plus.paper_value is not None and minus.paper_value is not None:
             paper = round(plus.paper_value - minus.paper_value, DIGITS)
-        cells.append(Cell(value=value, n=min(plus.n, minus.n), metric=plus.metric, paper_value=paper,
+        cells.append(TableCell(value=value, n=min(plus.n, minus.n), metric=plus.metric, paper_value=paper,
                           setting={**plus.setting, "defense": f"{DELTA[0]}-{DELTA[1]}"}))
     return Row(f"Δ ({label('defense', DELTA[0])} − {label('defense', DELTA[1])})", cells, kind="delta")
 
@@ -192,7 +192,7 @@ def chance_row(stats: Stats, rows: list[Row]) -> Row | None:
                   and (stat := stats.get(*(c.setting[k] for k in SETTING_COLUMNS))) is not None]
         value = next((v for v in values if v is not None), None)
         setting = {**column[0].setting, "defense": None, "attack": None}
-        cells.append(Cell(value=value, n=1 if value is not None else 0, metric=column[0].metric, setting=setting))
+        cells.append(TableCell(value=value, n=1 if value is not None else 0, metric=column[0].metric, setting=setting))
     if not any(c.value is not None for c in cells):
         return None
     return Row(CHANCE, cells, kind="chance",

@@ -11,9 +11,9 @@ lowest mean MAP is shown beside the robust MAP (``unbounded``), not folded into 
 that do not say whether their attack was bounded count as bounded.
 
 A model that did not learn must not top the board because attacks cannot move codes that carry
-no information: an entry whose clean MAP is within :data:`~hashbench.chance.NEAR_CHANCE_POINTS`
+no information: an entry whose clean MAP is within :data:`~hashbench.retrieval.chance.NEAR_CHANCE_POINTS`
 of the random-codes MAP of its split, or whose database codes are degenerate
-(:func:`hashbench.chance.degenerate`), is marked with the reason and ranked after every healthy
+(:func:`hashbench.retrieval.chance.degenerate`), is marked with the reason and ranked after every healthy
 entry (RobustBench shows clean accuracy beside robust accuracy for the same reason).
 
 An inference-time defense (a purifier in front of the unchanged model, e.g. ComDefend) is
@@ -26,11 +26,11 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from .. import registries
-from ..chance import NEAR_CHANCE_POINTS, degenerate
-from ..errors import PluginError
-from .names import CLEAN, label, model_label, ordered, sort_key
-from .tables import mean_std, white_box
+from hashbench import plugins
+from hashbench.errors import PluginError
+from hashbench.report.names import CLEAN, label, model_label, ordered, sort_key
+from hashbench.report.tables import mean_std, white_box
+from hashbench.retrieval.chance import NEAR_CHANCE_POINTS, degenerate
 
 ENTRY_COLUMNS = ("method", "backbone", "bits", "defense")
 
@@ -114,10 +114,10 @@ def _entry(rows: pd.DataFrame, key: tuple, board_attacks: list[str]) -> Entry:
 def inference_time(defense: str) -> bool:
     """Whether the defense plugin ``defense`` is an inference-time one; ``False`` when it is not
     installed here (a run read on another machine)."""
-    if defense not in registries.defenses:
+    if defense not in plugins.defenses:
         return False
     try:
-        return bool(registries.defenses.get(defense).inference_time)
+        return bool(plugins.defenses.get(defense).inference_time)
     except PluginError:  # installed but fails to import
         return False
 
@@ -130,7 +130,7 @@ def _unbounded(rows: pd.DataFrame) -> pd.Series:
 
 
 def _health(clean: pd.DataFrame) -> dict:
-    """The code health of the first clean row that has it (:func:`hashbench.chance.code_health` keys)."""
+    """The code health of the first clean row that has it (:func:`hashbench.retrieval.chance.code_health` keys)."""
     for _, row in clean.iterrows():
         if pd.notna(row.get("distinct_codes")):
             return {"items": int(row["num_database"]), "bits": int(row["bits"]),

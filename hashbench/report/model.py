@@ -9,13 +9,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import paper
-from .data import RunData, load_run
-from .figures import curve_attacks
-from .layouts import Layout, all_layouts
-from .leaderboard import Board, leaderboards
-from .tables import GroupKey, Stats
-from .transfer import transfer_tables
+from hashbench.report import paper
+from hashbench.report.data import RunData, load_run
+from hashbench.report.figures import curve_attacks
+from hashbench.report.layouts import Layout, all_layouts
+from hashbench.report.leaderboard import Board, leaderboards
+from hashbench.report.tables import GroupKey, Stats
+from hashbench.report.transfer import transfer_tables
 
 
 @dataclass

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numbers
 from collections.abc import Iterable
 
-#: The ``attack`` value of the clean (no attack) evaluation.
-CLEAN = "clean"
+from hashbench.results.schema import CLEAN
+
 #: The ``defense`` value of the undefended model.
 NO_DEFENSE = "none"
 

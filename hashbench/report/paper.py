@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from ..errors import UserError
-from ..safe_yaml import load_yaml_text
+from hashbench.errors import UserError
+from hashbench.harness.safe_yaml import load_yaml_text
 
 #: Keys of a reference number's setting, in order.
 SETTING_KEYS = ("dataset", "method", "bits", "defense", "attack", "metric")

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from .names import ordered, sort_key
+from hashbench.report.names import ordered, sort_key
 
 #: Coordinates of a setting (a cell without its seed).
 SETTING_COLUMNS = ("dataset", "method", "backbone", "bits", "defense", "attack")

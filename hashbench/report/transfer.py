@@ -17,9 +17,9 @@ from collections.abc import Iterable
 import pandas as pd
 
 from hashbench.harness.plan import model_id
-from .layouts import CHANCE, Cell, Column, Layout, Row, RowGroup, rounded
-from .names import CLEAN, label, model_label, sort_key
-from .tables import Stats, mean_std
+from hashbench.report.layouts import CHANCE, Column, Layout, Row, RowGroup, TableCell, rounded
+from hashbench.report.names import CLEAN, label, model_label, sort_key
+from hashbench.report.tables import Stats, mean_std
 
 #: A model of a grid on a dataset: (method, backbone, bits, defense).
 ModelKey = tuple[str, str, int, str]
@@ -59,9 +59,9 @@ def _labeller(keys: Iterable[ModelKey]):
 
 
 def _stat_cell(stats: Stats, dataset: str, key: ModelKey, attack: str, metric: str,
-               setting: dict) -> Cell:
+               setting: dict) -> TableCell:
     stat = stats.get(dataset, *key, attack)
-    return Cell(value=stat.value(metric) if stat else None, std=stat.std(metric) if stat else None,
+    return TableCell(value=stat.value(metric) if stat else None, std=stat.std(metric) if stat else None,
                 n=stat.n if stat else 0, metric=metric, setting=setting)
 
 
@@ -106,10 +106,10 @@ def _table(number: int, dataset: str, attack: str, rows: pd.DataFrame, stats: St
             part = by_pair.get((sid, victim))
             values = pd.to_numeric(part[metric], errors="coerce") * 100.0 if part is not None else []
             mean, std = mean_std(values)
-            cells.append(Cell(value=mean, std=std, n=0 if part is None else int(part[metric].notna().sum()),
+            cells.append(TableCell(value=mean, std=std, n=0 if part is None else int(part[metric].notna().sum()),
                               metric=metric, setting=setting(victim, sid)))
         own = (_stat_cell(stats, dataset, skey, CLEAN, metric, setting(skey, None, CLEAN)) if skey
-               else Cell(value=None, metric=metric))
+               else TableCell(value=None, metric=metric))
         surrogate_rows.append(Row(name(skey) if skey else sid, [*cells, own],
                                   note=None if skey else "not a model of this run's white-box cells"))
     _mark_strongest(surrogate_rows, [names.get(s) for s in surrogate_ids], victims, targeted)
@@ -118,12 +118,12 @@ def _table(number: int, dataset: str, attack: str, rows: pd.DataFrame, stats: St
     for victim in victims:
         stat = stats.get(dataset, *victim, CLEAN)
         value = stat.chance(metric) if stat else None
-        chance.append(Cell(value=value, n=1 if value is not None else 0, metric=metric,
+        chance.append(TableCell(value=value, n=1 if value is not None else 0, metric=metric,
                            setting={**setting(victim, None), "attack": None}))
-    references = [Row(f"Clean (no attack, {shown})", [*clean, Cell(value=None, metric=metric)], kind="reference",
+    references = [Row(f"Clean (no attack, {shown})", [*clean, TableCell(value=None, metric=metric)], kind="reference",
                       note=f"the victim's {shown} on clean queries")]
     if any(c.value is not None for c in chance):
-        references.append(Row(CHANCE, [*chance, Cell(value=None, metric=metric)], kind="chance",
+        references.append(Row(CHANCE, [*chance, TableCell(value=None, metric=metric)], kind="chance",
                               note=f"{shown} of random balanced codes on the same split and cut-off (mean over draws)"))
     columns = [Column(name(v)) for v in victims] + [Column(f"Surrogate clean ({shown})",
                                                            note=f"the surrogate's own {shown} on clean queries")]

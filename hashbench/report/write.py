@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ..errors import UserError
-from ..results import check_run_name
-from ..store import write_text_atomic
-from . import export
-from .html import render
-from .model import build_report
+from hashbench.errors import UserError
+from hashbench.harness.store import write_text_atomic
+from hashbench.report import export
+from hashbench.report.html import render
+from hashbench.report.model import build_report
+from hashbench.results import check_run_name
 
 #: File written for each format.
 OUTPUTS = {"html": "index.html", "csv": "results.csv", "latex": "tables.tex", "markdown": "report.md",

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
-from hashbench.cli import main
+from hashbench.cli.main import main
 
 #: a fast end-to-end grid: the smoke grid cut down to one method, no defense, one attack
 FAST = ["--grid", "smoke", "--set", "methods=[dpsh]", "--set", "defenses=[none]", "--set", "attacks=[center]"]

@@ -19,9 +19,9 @@ from typing import Callable
 
 import pytest
 
-from hashbench.results import read_records
-from hashbench.store import ArtifactStore, CorruptArtifact, NewerFormat
+from hashbench.harness.store import ArtifactStore, CorruptArtifact, NewerFormat
 from hashbench.harness.timings import read_timings
+from hashbench.results import read_records
 
 from .conftest import FAST, invoke
 

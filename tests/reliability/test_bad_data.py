@@ -226,7 +226,7 @@ def test_queries_seen_in_training_are_refused_in_a_predefined_split() -> None:
     """Any dataset plugin's own split, not only list files: a query may not be a training item."""
     import numpy as np
 
-    from hashbench.data.base import HashDataset, PredefinedSplit
+    from hashbench.api.dataset import HashDataset, PredefinedSplit
 
     class Leaky(HashDataset):
         name = "leaky"

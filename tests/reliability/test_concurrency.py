@@ -10,9 +10,10 @@ import json
 import subprocess
 import time
 
+from runner_helpers import SMALL_CELLS, cli_command, cli_env
+
 from hashbench.report import write_report
 from hashbench.results import read_records
-from runner_helpers import SMALL_CELLS, cli_command, cli_env
 
 
 def test_report_while_a_run_writes(tmp_path):

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from hashbench import registries
-from hashbench.results import read_records
-from hashbench.harness.runner import Runner
-from hashbench.store import ArtifactStore
-from hashbench.harness.timings import read_timings
 from runner_helpers import (SMALL_STAGES, cli_command, cli_env, metrics, partials, reference_run, run_cli,
                             small_cli_args, small_plan)
+
+from hashbench import plugins
+from hashbench.harness.runner import Runner
+from hashbench.harness.store import ArtifactStore
+from hashbench.harness.timings import read_timings
+from hashbench.results import read_records
 
 from .conftest import invoke
 
@@ -153,7 +153,7 @@ def _cli_set(extra: list[str]) -> list[str]:
 
 
 def test_disk_full_while_storing_a_stage(tmp_path, monkeypatch):
-    import hashbench.store as store_module
+    import hashbench.harness.store as store_module
 
     results = tmp_path / "results"
     real_save_file = store_module.save_file
@@ -197,7 +197,7 @@ def test_disk_full_inside_safetensors_is_one_line_with_the_space_needed(tmp_path
     traceback.  Now: one line naming the artifact's path and the space it needs; nothing torn."""
     from safetensors import SafetensorError
 
-    import hashbench.store as store_module
+    import hashbench.harness.store as store_module
 
     results = tmp_path / "results"
     real_save_file = store_module.save_file
@@ -230,7 +230,7 @@ def test_a_real_write_error_of_safetensors_becomes_an_os_error(tmp_path):
     process): ``save`` raises the OSError with its errno, and leaves nothing behind."""
     code = f"""
 import errno, resource, signal, torch
-from hashbench.store import Artifact, ArtifactStore
+from hashbench.harness.store import Artifact, ArtifactStore
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, resource.RLIM_INFINITY))
 try:
@@ -307,7 +307,7 @@ def test_an_interrupted_run_says_so_in_run_json(config, tmp_path, monkeypatch):
 def test_nan_loss_fails_its_cell_with_epoch_and_step(config, tmp_path):
     """A method whose loss is NaN at epoch 2, step 3: its cells fail saying so; DPSH's finish.
     (A diverging defense is covered by tests/test_runner.py.)"""
-    dpsh = registries.methods.get("dpsh")
+    dpsh = plugins.methods.get("dpsh")
 
     class NanLoss(dpsh):
         name = "nanloss"
@@ -320,13 +320,13 @@ def test_nan_loss_fails_its_cell_with_epoch_and_step(config, tmp_path):
             value = super().loss(u, y, idx)
             return value * float("nan") if (self.epoch, self.step) == (1, 3) else value
 
-    registries.methods.register("nanloss", NanLoss)
+    plugins.methods.register("nanloss", NanLoss)
     try:
         plan = small_plan(config, ["methods=[dpsh,nanloss]", "defenses=[none]", "attacks=[center]",
                                    "params.methods.nanloss.epochs=2", "params.methods.nanloss.batch_size=32"])
         summary = Runner(tmp_path, torch.device("cpu")).run(plan, "nan")
     finally:
-        registries.methods.unregister("nanloss")
+        plugins.methods.unregister("nanloss")
     records = {r["cell_id"]: r for r in read_records("nan", tmp_path)}
     assert len(records) == 4
     failed = [r for r in records.values() if r["status"] == "failed"]

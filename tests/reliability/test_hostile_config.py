@@ -1,5 +1,5 @@
 """Hostile configuration (issue 23): every configuration file and ``--set`` value goes through one
-loader (``hashbench/safe_yaml.py``) and the parameter schemas bound every number.
+loader (``hashbench/harness/safe_yaml.py``) and the parameter schemas bound every number.
 
 Each case must stop before any work: exit code 2, one line on stderr that names the file (or the
 ``--set`` key) and says what is wrong, quoting at most a short excerpt of the input, and nothing
@@ -17,8 +17,8 @@ from typing import Any, Callable
 import pytest
 import yaml
 
-from hashbench.params import MAX_EPOCHS
-from hashbench.safe_yaml import MAX_ALIAS_NODES, MAX_CONFIG_BYTES, MAX_DEPTH
+from hashbench.api.params import MAX_EPOCHS
+from hashbench.harness.safe_yaml import MAX_ALIAS_NODES, MAX_CONFIG_BYTES, MAX_DEPTH
 
 from .conftest import FAST, assert_clear_error, invoke
 

@@ -26,14 +26,14 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import Result
+from report_records import add_examples, make_record, write_run
 from rich.console import Console
 
-from hashbench import registries
+from hashbench import plugins
 from hashbench.errors import UserError
+from hashbench.harness.store import ArtifactStore
 from hashbench.progress import RichReporter
 from hashbench.report import render_html, write_report
-from hashbench.store import ArtifactStore
-from report_records import add_examples, make_record, write_run
 
 from .conftest import FAST, assert_clear_error, invoke
 
@@ -159,9 +159,9 @@ def test_a_results_folder_that_cannot_exist_says_why(tmp_path: Path, command: st
 def test_a_record_file_name_too_long_for_the_filesystem_is_refused_before_any_work(
         write_registry, tmp_path: Path) -> None:
     long = "x" * 64  # a valid name; four of them make a cell id longer than a file name may be
-    registries.methods.register(f"m{long[1:]}", registries.methods.get("dpsh"))
-    registries.attacks.register(f"a{long[1:]}", registries.attacks.get("center"))
-    registries.defenses.register(f"d{long[1:]}", registries.defenses.get("none"))
+    plugins.methods.register(f"m{long[1:]}", plugins.methods.get("dpsh"))
+    plugins.attacks.register(f"a{long[1:]}", plugins.attacks.get("center"))
+    plugins.defenses.register(f"d{long[1:]}", plugins.defenses.get("none"))
 
     def change(raw: dict) -> None:
         raw["datasets"][long] = raw["datasets"]["shapes-tiny"]
@@ -175,9 +175,9 @@ def test_a_record_file_name_too_long_for_the_filesystem_is_refused_before_any_wo
         result = invoke("run", "--grid", "smoke", "--registry", str(registry), "--results-dir", str(results),
                         "--quiet", "--no-report")
     finally:
-        registries.methods.unregister(f"m{long[1:]}")
-        registries.attacks.unregister(f"a{long[1:]}")
-        registries.defenses.unregister(f"d{long[1:]}")
+        plugins.methods.unregister(f"m{long[1:]}")
+        plugins.attacks.unregister(f"a{long[1:]}")
+        plugins.defenses.unregister(f"d{long[1:]}")
     line = assert_clear_error(result, "record file name would exceed this filesystem's file-name limit",
                               "use shorter dataset and plugin names")
     assert "free space" not in line and not results.exists()
@@ -200,7 +200,7 @@ def run_on_read_only(folder: Path, *args: str, cwd: Path) -> subprocess.Complete
     if not _read_only_mount_works():
         pytest.skip("cannot make a folder read-only here (root without mount namespaces)")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    command = [sys.executable, "-m", "hashbench.cli", *args]
+    command = [sys.executable, "-m", "hashbench.cli.main", *args]
     if os.geteuid() == 0:
         command = ["unshare", "-m", "--propagation", "private", "sh", "-c",
                    'mount --bind -o ro "$0" "$0" && exec "$@"', str(folder), *command]
@@ -419,17 +419,17 @@ def _no_control(output: str) -> None:
 
 
 def test_list_shows_plugin_strings_as_text(monkeypatch: pytest.MonkeyPatch) -> None:
-    center = registries.attacks.get("center")
+    center = plugins.attacks.get("center")
 
     class Hostile(center):
         description = HOSTILE_TEXT
         paper = "[red]paper[/red] \x1b[31m"
 
-    registries.attacks.register("hostile-text", Hostile, distribution="[bold]dist\x1b[2J", version="1\x1b[0m")
+    plugins.attacks.register("hostile-text", Hostile, distribution="[bold]dist\x1b[2J", version="1\x1b[0m")
     try:
         result = invoke("list", "attacks", env={"COLUMNS": "400"})
     finally:
-        registries.attacks.unregister("hostile-text")
+        plugins.attacks.unregister("hostile-text")
     assert result.exit_code == 0, result.output
     _no_control(result.output)
     for shown in ("[blink]blinks[/blink]", "\\x1b]0;pwned\\x07\\x1b[2Jcleared", "\\u202etxt.exe",

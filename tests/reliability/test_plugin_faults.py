@@ -17,11 +17,11 @@ from typing import Any, Iterator
 import pytest
 import torch
 
-from hashbench import registries
-from hashbench.attack import Attack, AttackParams
-from hashbench.defense import Defense
+from hashbench import plugins
+from hashbench.api.attack import Attack, AttackParams
+from hashbench.api.defense import Defense
+from hashbench.api.registry import Registry
 from hashbench.errors import PluginError
-from hashbench.registry import Registry
 from hashbench.results import read_records
 from hashbench.testing import Victim, check_attack, check_defense, tiny_victim
 
@@ -169,14 +169,14 @@ FAULTY_DEFENSES: dict[str, type[Defense]] = {
 @pytest.fixture(scope="module", autouse=True)
 def faulty_plugins() -> Iterator[None]:
     for name, cls in FAULTY_ATTACKS.items():
-        registries.attacks.register(name, cls, distribution=DIST, version=VERSION)
+        plugins.attacks.register(name, cls, distribution=DIST, version=VERSION)
     for name, cls in FAULTY_DEFENSES.items():
-        registries.defenses.register(name, cls, distribution=DIST, version=VERSION)
+        plugins.defenses.register(name, cls, distribution=DIST, version=VERSION)
     yield
     for name in FAULTY_ATTACKS:
-        registries.attacks.unregister(name)
+        plugins.attacks.unregister(name)
     for name in FAULTY_DEFENSES:
-        registries.defenses.unregister(name)
+        plugins.defenses.unregister(name)
 
 
 @pytest.fixture(scope="module")
@@ -276,8 +276,8 @@ def broken_distribution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
     (tmp_path / "faulty_dist_attack.py").write_text('raise RuntimeError("needs a GPU driver [v550]")\n')
     monkeypatch.syspath_prepend(str(tmp_path))
     fresh = Registry("attack", "hashbench.attacks", Attack)
-    monkeypatch.setattr(registries, "attacks", fresh)
-    monkeypatch.setitem(registries.BY_KIND, "attacks", fresh)
+    monkeypatch.setattr(plugins, "attacks", fresh)
+    monkeypatch.setitem(plugins.BY_KIND, "attacks", fresh)
     yield
 
 
@@ -300,6 +300,6 @@ def test_a_plugin_that_fails_to_import_does_not_stop_other_runs(broken_distribut
 
 def test_a_plugin_name_that_would_make_a_path_is_refused(broken_distribution) -> None:
     with pytest.raises(PluginError, match=r"'\.\./escape' from distribution faulty-dist 1.0 failed to load: the name"):
-        registries.attacks.get("../escape")
+        plugins.attacks.get("../escape")
     with pytest.raises(PluginError, match="the name 'a/b' is not allowed"):
-        registries.attacks.register("a/b", DoesNothing)
+        plugins.attacks.register("a/b", DoesNothing)

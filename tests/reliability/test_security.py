@@ -20,7 +20,7 @@ from typing import Iterator
 import pytest
 import torch
 
-from hashbench import registries
+from hashbench import plugins
 from hashbench.data.listfile import ListFile
 from hashbench.errors import DataError, UserError
 from hashbench.report import render_html
@@ -81,7 +81,7 @@ def test_a_pretrained_weights_file_that_is_a_pickle_is_refused(tmp_path: Path) -
     marker = tmp_path / "unpickled"
     weights = tmp_path / "alexnet.pth"
     weights.write_bytes(pickle.dumps({"features.0.weight": _Planted(marker)}, protocol=2))
-    backbone = registries.backbones.create("alexnet", {"pretrained": str(weights)})
+    backbone = plugins.backbones.create("alexnet", {"pretrained": str(weights)})
     with pytest.raises(UserError, match=r"backbone alexnet: cannot read .*alexnet.pth as a state_dict"):
         backbone.build(32)
     assert not marker.exists()
@@ -116,7 +116,7 @@ EVIL_RUN = "<img src=x onerror=alert('run')>"
 
 
 def test_plugin_strings_from_a_real_run_are_escaped_in_the_report(tmp_path: Path) -> None:
-    center = registries.attacks.get("center")
+    center = plugins.attacks.get("center")
 
     class Probe(center):
         """A working attack from a distribution with a hostile name."""
@@ -125,14 +125,14 @@ def test_plugin_strings_from_a_real_run_are_escaped_in_the_report(tmp_path: Path
         def perturb(self, model, x, y, target, ctx):
             raise ValueError(EVIL_ERROR)
 
-    registries.attacks.register("xss-probe", Probe, distribution=EVIL_DIST, version=EVIL_VERSION)
-    registries.attacks.register("xss-crash", Crashes, distribution=EVIL_DIST, version=EVIL_VERSION)
+    plugins.attacks.register("xss-probe", Probe, distribution=EVIL_DIST, version=EVIL_VERSION)
+    plugins.attacks.register("xss-crash", Crashes, distribution=EVIL_DIST, version=EVIL_VERSION)
     try:
         result = invoke("run", *FAST, "--set", "attacks=[xss-probe,xss-crash]", "--run", "xss",
                         "--results-dir", str(tmp_path), "--quiet", "--no-report")
     finally:
-        registries.attacks.unregister("xss-probe")
-        registries.attacks.unregister("xss-crash")
+        plugins.attacks.unregister("xss-probe")
+        plugins.attacks.unregister("xss-crash")
     assert result.exit_code == 1, result.output  # the crashing attack's cell failed, the others are done
     # a run name is a name (test_hostile_names.py), but a received run.json may claim any
     manifest = json.loads((tmp_path / "xss" / "run.json").read_text())

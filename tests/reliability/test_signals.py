@@ -20,15 +20,16 @@ import time
 from pathlib import Path
 
 import pytest
-
-from hashbench.interrupts import interrupt_on_signals
 from runner_helpers import THREADS, cli_env, metrics, partials
+
+from hashbench.harness.interrupts import interrupt_on_signals
 
 from .conftest import FAST
 from .test_faults import stored_artifacts, stored_timings
 
+
 def command(results: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "hashbench.cli", "run", *FAST, "--device", "cpu", "--quiet", "--no-report",
+    return [sys.executable, "-m", "hashbench.cli.main", "run", *FAST, "--device", "cpu", "--quiet", "--no-report",
             "--threads", str(THREADS), "--results-dir", str(results), *extra]
 
 
@@ -119,7 +120,7 @@ def resume_and_compare(results: Path, reference: Path, *extra: str) -> None:
     keys = [t["key"] for t in stored_timings(results)]
     assert len(keys) == len(set(keys))  # no stage ran twice
     shutil.copytree(reference / "reference", results / "reference")
-    compared = subprocess.run([sys.executable, "-m", "hashbench.cli", "compare", "reference", "smoke",
+    compared = subprocess.run([sys.executable, "-m", "hashbench.cli.main", "compare", "reference", "smoke",
                                "--threshold", "0", "--results-dir", str(results)],
                               env=cli_env(), capture_output=True, text=True, timeout=120)
     assert compared.returncode == 0, compared.stdout + compared.stderr

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ...errors import DataError, UserError
-from ...progress import Reporter
-from . import flickr25k, mscoco, nuswide21, peer
-from .output import check_target, place_images, staged, write_lists, write_record
-from .report import counts_table, print_table
-from .source import Source
-from .split import draw_split
+from hashbench.data.builders import flickr25k, mscoco, nuswide21, peer
+from hashbench.data.builders.output import check_target, place_images, staged, write_lists, write_record
+from hashbench.data.builders.report import counts_table, print_table
+from hashbench.data.builders.source import Source
+from hashbench.data.builders.split import draw_split
+from hashbench.errors import DataError, UserError
+from hashbench.progress import Reporter
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import DataError
-from ...progress import Reporter
-from .layout import require
-from .source import Source
+from hashbench.data.builders.layout import require
+from hashbench.data.builders.source import Source
+from hashbench.errors import DataError
+from hashbench.progress import Reporter
 
 TITLE = "MIRFLICKR-25K"
 ANNOTATIONS = "mirflickr25k_annotations_v080"

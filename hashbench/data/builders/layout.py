@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import DataError
-from ...progress import Reporter
+from hashbench.errors import DataError
+from hashbench.progress import Reporter
 
 _SHOWN = 3
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import DataError
-from ...progress import Reporter
-from .layout import check_images, require
-from .source import Source
+from hashbench.data.builders.layout import check_images, require
+from hashbench.data.builders.source import Source
+from hashbench.errors import DataError
+from hashbench.progress import Reporter
 
 TITLE = "MS-COCO"
 PARTS = ("train2014", "val2014")

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import DataError
-from ...progress import Reporter
-from .layout import check_images, read_text, require
-from .source import Source
+from hashbench.data.builders.layout import check_images, read_text, require
+from hashbench.data.builders.source import Source
+from hashbench.errors import DataError
+from hashbench.progress import Reporter
 
 TITLE = "NUS-WIDE"
 NUM_CLASSES = 21

@@ -17,10 +17,10 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ...errors import UserError
-from ...progress import Reporter
-from ..listfile import DEFAULT_SPLIT_FILES, SPLITS
-from .source import Source
+from hashbench.data.builders.source import Source
+from hashbench.data.listfile import DEFAULT_SPLIT_FILES, SPLITS
+from hashbench.errors import UserError
+from hashbench.progress import Reporter
 
 #: the folder, inside the built dataset, that holds (or links to) the images
 IMAGES = "images"

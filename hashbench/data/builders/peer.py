@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import DataError
-from ...progress import Reporter
-from .layout import check_images, read_text
-from .source import Source
+from hashbench.data.builders.layout import check_images, read_text
+from hashbench.data.builders.source import Source
+from hashbench.errors import DataError
+from hashbench.progress import Reporter
 
 #: the peers' file stem of each split
 STEMS = {"train": "train", "query": "test", "database": "database"}

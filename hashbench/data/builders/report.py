@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from .source import Source
+from hashbench.data.builders.source import Source
 
 
 def _num(n: int | None) -> str:

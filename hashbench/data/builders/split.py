@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...errors import UserError
+from hashbench.errors import UserError
 
 
 def draw_split(num_items: int, num_query: int, num_train: int, seed: int) -> dict[str, list[int]]:

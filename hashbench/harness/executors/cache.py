@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from hashbench.store import Artifact
+from hashbench.harness.store import Artifact
 
 
 def artifact_bytes(art: Artifact) -> int:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import time
 
+from hashbench.harness.executors.worker import StageResult, StageWorker, WorkerConfig
 from hashbench.harness.stages.spec import Stage
 from hashbench.progress import Reporter
-from hashbench.harness.executors.worker import StageResult, StageWorker, WorkerConfig
 
 
 class InlineExecutor:

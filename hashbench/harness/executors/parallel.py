@@ -26,10 +26,10 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 
-from hashbench.harness.stages.spec import Stage
-from hashbench.store import StoreWriteError
 from hashbench.harness.executors.processes import worker_context
 from hashbench.harness.executors.worker import StageResult, StageWorker, WorkerConfig
+from hashbench.harness.stages.spec import Stage
+from hashbench.harness.store import StoreWriteError
 
 #: stages handed to the pool per worker: one running, one waiting in the pool's queue
 QUEUED_PER_WORKER = 2

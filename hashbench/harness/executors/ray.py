@@ -14,9 +14,9 @@ from typing import Any
 import torch
 
 from hashbench.errors import UserError
+from hashbench.harness.executors.worker import StageResult, StageWorker, WorkerConfig
 from hashbench.harness.stages.kinds import KINDS
 from hashbench.harness.stages.spec import Stage
-from hashbench.harness.executors.worker import StageResult, StageWorker, WorkerConfig
 
 #: one StageWorker per (config, device) in each Ray worker process, kept between tasks
 _WORKERS: dict[tuple[WorkerConfig, str], StageWorker] = {}

@@ -30,16 +30,16 @@ from pathlib import Path
 import torch
 from filelock import Timeout
 
-from hashbench.determinism import use_deterministic_kernels
 from hashbench.errors import HashbenchError, UserError
-from hashbench.progress import Reporter
+from hashbench.harness.determinism import use_deterministic_kernels
+from hashbench.harness.executors.cache import ArtifactCache
 from hashbench.harness.sizes import dataset_sizes
 from hashbench.harness.stages.context import StageContext
 from hashbench.harness.stages.kinds import KINDS
 from hashbench.harness.stages.spec import Stage, split_stage
-from hashbench.store import Artifact, ArtifactStore, stored_bytes, write_failure
+from hashbench.harness.store import Artifact, ArtifactStore, stored_bytes, write_failure
 from hashbench.harness.timings import record_timing
-from hashbench.harness.executors.cache import ArtifactCache
+from hashbench.progress import Reporter
 
 CRASH_ENV = "HASHBENCH_CRASH_AFTER"
 #: stage kinds whose artifacts no later stage reads (the coordinator reads their meta from the store)

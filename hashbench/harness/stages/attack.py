@@ -8,18 +8,18 @@ from typing import Any
 
 import torch
 
-from hashbench import registries
-from hashbench.codes import to_binary
+from hashbench import plugins
 from hashbench.errors import PluginError
-from hashbench.harness.flops import attack_plugin_flops, plugin_param, prepare_sizes, train_stage
+from hashbench.harness.flops import attack_plugin_flops, prepare_sizes
 from hashbench.harness.sizes import Sizes
+from hashbench.harness.stages.base import ARTIFACT_OVERHEAD, StageKind, Work, batches_of, of_model
 from hashbench.harness.stages.context import (StageContext, attack_context, autocast, blame, item_labels, load_model,
                                               seeded_generator, split_of)
-from hashbench.harness.stages.base import ARTIFACT_OVERHEAD, StageKind, Work
 from hashbench.harness.stages.spec import PluginSpec, Stage, StageSpec, amp_field
+from hashbench.harness.store import Artifact
 from hashbench.models.purifier import attacked_model
-from hashbench.store import Artifact
-from hashbench.training import to_device
+from hashbench.retrieval.codes import to_binary
+from hashbench.retrieval.training import to_device
 
 #: clean and adversarial example images an attack stage keeps for the report
 EXAMPLES = 4
@@ -72,7 +72,7 @@ def attack_queries(ctx: StageContext, stage: Stage, *, keep_images: bool) -> Art
     spec: AttackSpec = stage.spec
     generator = seeded_generator(spec.seed)
     name = spec.attack.name
-    attack = registries.attacks.create(name, dict(spec.attack.params))
+    attack = plugins.attacks.create(name, dict(spec.attack.params))
     dataset, split = split_of(ctx, stage.inputs["split"])
     model = load_model(ctx, stage.inputs["model"])
     for p in model.parameters():
@@ -118,30 +118,23 @@ def run_attack(ctx: StageContext, stage: Stage) -> Artifact:
     return attack_queries(ctx, stage, keep_images=False)
 
 
-def attack_flops(stage: Stage, sizes: Sizes | None) -> int | None:
-    """|query| · the attack's own count per query (:meth:`~hashbench.attack.Attack.perturb_flops`;
+@of_model
+def attack_flops(stage: Stage, sizes: Sizes, train: Stage) -> int | None:
+    """|query| · the attack's own count per query (:meth:`~hashbench.api.attack.Attack.perturb_flops`;
     by default 3 · iterations + 2 passes)."""
-    train = train_stage(stage)
-    if sizes is None or train is None:
-        return None
     per_query = attack_plugin_flops(stage.spec.attack, "perturb_flops", prepare_sizes(stage, sizes, train))
     return None if per_query is None else sizes.query * per_query
 
 
-def attack_bytes(stage: Stage, sizes: Sizes | None) -> int | None:
+@of_model
+def attack_bytes(stage: Stage, sizes: Sizes, train: Stage) -> int:
     """|query| · (bits + 12) + 2 · 4 · 3 · side² (codes, three norms, two example batches)."""
-    train = train_stage(stage)
-    if sizes is None or train is None:
-        return None
     return sizes.query * (train.spec.bits + 12) + 2 * 4 * 3 * sizes.image_size**2 + ARTIFACT_OVERHEAD
 
 
-def attack_work(stage: Stage, sizes: Sizes) -> Work | None:
-    train = train_stage(stage)
-    if train is None:
-        return None
-    batch = plugin_param(stage.spec.attack, "batch_size", 32)
-    return Work(train.spec.backbone, max(1, min(batch, sizes.query)), "train")
+@of_model
+def attack_work(stage: Stage, sizes: Sizes, train: Stage) -> Work:
+    return batches_of(train, stage.spec.attack, sizes.query)
 
 
 def query_images(stage: Stage, sizes: Sizes) -> tuple[int, bool]:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, TypeVar
 
+from hashbench.harness.flops import plugin_param, train_stage
 from hashbench.harness.sizes import Sizes
 from hashbench.harness.stages.context import StageContext
-from hashbench.harness.stages.spec import Stage, StageSpec
-from hashbench.store import Artifact
+from hashbench.harness.stages.spec import PluginSpec, Stage, StageSpec
+from hashbench.harness.store import Artifact
+from hashbench.retrieval.codes import ENCODE_BATCH
 
 
 @dataclass(frozen=True)
@@ -18,6 +21,28 @@ class Work:
     backbone: object  # the PluginSpec of the backbone
     batch: int
     mode: str
+
+
+_T = TypeVar("_T")
+
+
+def of_model(cost: Callable[[Stage, Sizes, Stage], _T]) -> Callable[[Stage, Sizes | None], _T | None]:
+    """A cost of a stage that runs a model, computed with that model's train stage (its backbone
+    and bits); ``None`` when the sizes are unknown or the stage has no model."""
+
+    @functools.wraps(cost)
+    def priced(stage: Stage, sizes: Sizes | None) -> _T | None:
+        train = train_stage(stage)
+        return None if sizes is None or train is None else cost(stage, sizes, train)
+
+    return priced
+
+
+def batches_of(train: Stage, plugin: PluginSpec | None, items: int, mode: str = "train") -> Work:
+    """The model of ``train`` run over ``items`` images in the plugin's ``batch_size`` (default 32;
+    no plugin: the encoding batch)."""
+    batch = ENCODE_BATCH if plugin is None else plugin_param(plugin, "batch_size", 32)
+    return Work(train.spec.backbone, max(1, min(batch, items)), mode)
 
 
 def _nothing(stage: Stage, sizes: Sizes) -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from hashbench.chance import chance_map
 from hashbench.harness.sizes import Sizes
-from hashbench.harness.stages.context import StageContext, split_of
 from hashbench.harness.stages.base import ARTIFACT_OVERHEAD, SMALL_ARTIFACT, StageKind
+from hashbench.harness.stages.context import StageContext, split_of
 from hashbench.harness.stages.spec import Stage, StageSpec
-from hashbench.store import Artifact
+from hashbench.harness.store import Artifact
+from hashbench.retrieval.chance import chance_map
 
 #: random balanced code sets drawn by a ``chance`` stage (its MAP is their mean)
 CHANCE_DRAWS = 5

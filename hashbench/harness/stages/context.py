@@ -10,17 +10,17 @@ from typing import Any, Callable, Iterator, Mapping
 import numpy as np
 import torch
 
-from hashbench import registries
-from hashbench.attack import AttackContext
-from hashbench.data.base import HashDataset
+from hashbench import plugins
+from hashbench.api.attack import AttackContext
+from hashbench.api.dataset import HashDataset
 from hashbench.data.splits import Split
 from hashbench.errors import PluginError
 from hashbench.harness.stages.spec import DatasetSpec, PluginSpec, Stage
+from hashbench.harness.store import Artifact
 from hashbench.models.hash_model import HashModel
 from hashbench.models.purifier import PurifiedModel
 from hashbench.progress import Reporter
-from hashbench.store import Artifact
-from hashbench.training import TrainData
+from hashbench.retrieval.training import TrainData
 
 #: the autocast dtype of each ``--amp`` choice
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -42,7 +42,7 @@ class StageContext:
 
     def dataset(self, spec: DatasetSpec) -> HashDataset:
         if spec.key not in self.datasets:
-            self.datasets[spec.key] = registries.datasets.create(spec.type or spec.name, dict(spec.params))
+            self.datasets[spec.key] = plugins.datasets.create(spec.type or spec.name, dict(spec.params))
         return self.datasets[spec.key]
 
     def place(self, model: HashModel) -> HashModel:
@@ -76,6 +76,12 @@ def item_labels(dataset: HashDataset, indices: np.ndarray, device: torch.device)
     return torch.as_tensor(dataset.labels[indices], dtype=torch.float32, device=device)
 
 
+def training_data(ctx: StageContext, split_stage: Stage) -> TrainData:
+    """The training items of a split stage, with their labels on the device."""
+    dataset, split = split_of(ctx, split_stage)
+    return TrainData(dataset, split.train, item_labels(dataset, split.train, ctx.device))
+
+
 def build_model(backbone: PluginSpec, bits: int, image_size: int, *, pretrained: bool = True,
                 method: PluginSpec | None = None) -> HashModel:
     """The hash model of a backbone and code length; ``pretrained=False`` skips loading ImageNet
@@ -84,7 +90,7 @@ def build_model(backbone: PluginSpec, bits: int, image_size: int, *, pretrained:
     params = dict(backbone.params)
     if not pretrained and "pretrained" in params:
         params["pretrained"] = "none"
-    net = registries.backbones.create(backbone.name, params).build(image_size)
+    net = plugins.backbones.create(backbone.name, params).build(image_size)
     hash_init = (method.params if method is not None else {}).get("hash_init", "normal_0.01")
     return HashModel(net, bits, hash_init=hash_init)
 
@@ -106,7 +112,7 @@ def load_model(ctx: StageContext, model_stage: Stage) -> HashModel:
     model.load_state_dict(_prefixed(art.tensors, "model."))
     purified = art.meta.get("purifier")
     if purified is not None:
-        defense = registries.defenses.create(purified["defense"], purified["params"])
+        defense = plugins.defenses.create(purified["defense"], purified["params"])
         purifier = defense.build_purifier()
         purifier.load_state_dict(_prefixed(art.tensors, "purifier."))
         model = PurifiedModel(purifier, model, attack_sees_purifier=purified["attack_sees_purifier"])

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 from hashbench.harness.sizes import Sizes
 from hashbench.harness.stages.attack import AttackSpec, attack_flops, attack_queries, attack_work, query_images
-from hashbench.harness.stages.context import StageContext
 from hashbench.harness.stages.base import ARTIFACT_OVERHEAD, StageKind
+from hashbench.harness.stages.context import StageContext
 from hashbench.harness.stages.spec import Stage
-from hashbench.store import Artifact
+from hashbench.harness.store import Artifact
 
 
 @dataclass(frozen=True)

@@ -5,18 +5,17 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from hashbench import registries
-from hashbench.defense import DefenseContext
-from hashbench.harness.flops import model_forward_flops, plugin_param, train_stage
+from hashbench import plugins
+from hashbench.api.defense import DefenseContext
+from hashbench.harness.flops import model_forward_flops, plugin_param
 from hashbench.harness.sizes import Sizes
-from hashbench.harness.stages.context import (StageContext, autocast, blame, item_labels, load_model, method_state,
-                                              model_artifact, seeded_generator, split_of)
-from hashbench.harness.stages.base import StageKind, Work
+from hashbench.harness.stages.base import StageKind, Work, batches_of, of_model
+from hashbench.harness.stages.context import (StageContext, autocast, blame, load_model, method_state, model_artifact,
+                                              seeded_generator, training_data)
 from hashbench.harness.stages.spec import PluginSpec, Stage, StageSpec, amp_field
 from hashbench.harness.stages.train import model_bytes
+from hashbench.harness.store import Artifact
 from hashbench.models.purifier import PurifiedModel
-from hashbench.store import Artifact
-from hashbench.training import TrainData
 
 
 @dataclass(frozen=True)
@@ -33,13 +32,12 @@ class DefendSpec(StageSpec):
 def run_defend(ctx: StageContext, stage: Stage) -> Artifact:
     spec: DefendSpec = stage.spec
     generator = seeded_generator(spec.seed)
-    dataset, split = split_of(ctx, stage.inputs["split"])
     clean = ctx.artifact(stage.inputs["model"])
     model = load_model(ctx, stage.inputs["model"])
-    method = registries.methods.create(spec.method.name, dict(spec.method.params))
+    method = plugins.methods.create(spec.method.name, dict(spec.method.params))
     method.load_state_tensors(method_state(clean))
-    defense = registries.defenses.create(spec.defense.name, dict(spec.defense.params))
-    data = TrainData(dataset, split.train, item_labels(dataset, split.train, ctx.device))
+    defense = plugins.defenses.create(spec.defense.name, dict(spec.defense.params))
+    data = training_data(ctx, stage.inputs["split"])
     start = time.perf_counter()
     with autocast(ctx.device, spec.amp):  # fp16 defenses run without loss scaling: prefer bf16
         with blame("defense", spec.defense, "fit"):
@@ -53,22 +51,17 @@ def run_defend(ctx: StageContext, stage: Stage) -> Artifact:
     return model_artifact(model, method, meta)
 
 
-def defend_flops(stage: Stage, sizes: Sizes | None) -> int | None:
+@of_model
+def defend_flops(stage: Stage, sizes: Sizes, train: Stage) -> int:
     """epochs · |train| · (6 + 3 · iterations) passes: clean and adversarial forward/backward, PGD steps."""
-    train = train_stage(stage)
-    if sizes is None or train is None:
-        return None
     defense = stage.spec.defense
     passes = plugin_param(defense, "epochs", 1) * sizes.train * (6 + 3 * plugin_param(defense, "iterations", 0))
     return model_forward_flops(stage, sizes, train) * passes
 
 
-def defend_work(stage: Stage, sizes: Sizes) -> Work | None:
-    train = train_stage(stage)
-    if train is None:
-        return None
-    batch = plugin_param(stage.spec.defense, "batch_size", 32)
-    return Work(train.spec.backbone, max(1, min(batch, sizes.train)), "train")
+@of_model
+def defend_work(stage: Stage, sizes: Sizes, train: Stage) -> Work:
+    return batches_of(train, stage.spec.defense, sizes.train)
 
 
 def defend_images(stage: Stage, sizes: Sizes) -> tuple[int, bool]:

@@ -4,22 +4,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable
 
-import numpy as np
-import torch
-
-from hashbench.chance import code_health
-from hashbench.codes import ENCODE_BATCH, to_binary
-from hashbench.data.base import HashDataset
-from hashbench.harness.flops import model_forward_flops, train_stage
+from hashbench.harness.flops import model_forward_flops
 from hashbench.harness.sizes import Sizes
+from hashbench.harness.stages.base import ARTIFACT_OVERHEAD, StageKind, Work, batches_of, of_model
 from hashbench.harness.stages.context import StageContext, load_model, split_of
-from hashbench.harness.stages.base import ARTIFACT_OVERHEAD, StageKind, Work
 from hashbench.harness.stages.spec import Stage, StageSpec
-from hashbench.models.hash_model import HashModel
-from hashbench.store import Artifact
-from hashbench.training import to_device
+from hashbench.harness.store import Artifact
+from hashbench.retrieval.chance import code_health
+from hashbench.retrieval.codes import encode_images
 
 
 @dataclass(frozen=True)
@@ -27,25 +20,6 @@ class EncodeSpec(StageSpec):
     """Nothing of its own: its model and split inputs say everything."""
 
     kind = "encode"
-
-
-@torch.no_grad()
-def encode_batches(model: HashModel, count: int, images: Callable[[slice], torch.Tensor], device: torch.device,
-                   advance: Callable[[int], None]) -> torch.Tensor:
-    """int8 ±1 codes of ``count`` images that ``images(slice)`` gives :data:`ENCODE_BATCH` at a time (eval mode)."""
-    model.eval()
-    codes = []
-    for start in range(0, count, ENCODE_BATCH):
-        batch = images(slice(start, start + ENCODE_BATCH))
-        codes.append(to_binary(model(to_device(batch, device))).cpu())
-        advance(batch.shape[0])
-    return torch.cat(codes) if codes else torch.zeros(0, model.bits, dtype=torch.int8)
-
-
-def encode_images(model: HashModel, dataset: HashDataset, indices: np.ndarray, device: torch.device,
-                  advance: Callable[[int], None] = lambda n: None) -> torch.Tensor:
-    """int8 ±1 codes of dataset items (eval mode, no augmentation)."""
-    return encode_batches(model, len(indices), lambda part: dataset.images(indices[part]), device, advance)
 
 
 def run_encode(ctx: StageContext, stage: Stage) -> Artifact:
@@ -60,25 +34,21 @@ def run_encode(ctx: StageContext, stage: Stage) -> Artifact:
     return Artifact(tensors, {"wall_s": time.perf_counter() - start, "code_health": code_health(tensors["database"])})
 
 
-def encode_flops(stage: Stage, sizes: Sizes | None) -> int | None:
+@of_model
+def encode_flops(stage: Stage, sizes: Sizes, train: Stage) -> int:
     """|database| + |train| + |query| forward passes."""
-    train = train_stage(stage)
-    if sizes is None or train is None:
-        return None
     return model_forward_flops(stage, sizes, train) * (sizes.database + sizes.train + sizes.query)
 
 
-def encode_bytes(stage: Stage, sizes: Sizes | None) -> int | None:
+@of_model
+def encode_bytes(stage: Stage, sizes: Sizes, train: Stage) -> int:
     """(|database| + |train| + |query|) · bits (int8 codes)."""
-    train = train_stage(stage)
-    if sizes is None or train is None:
-        return None
     return (sizes.train + sizes.query + sizes.database) * train.spec.bits + ARTIFACT_OVERHEAD
 
 
-def encode_work(stage: Stage, sizes: Sizes) -> Work | None:
-    train = train_stage(stage)
-    return None if train is None else Work(train.spec.backbone, max(1, min(ENCODE_BATCH, sizes.database)), "infer")
+@of_model
+def encode_work(stage: Stage, sizes: Sizes, train: Stage) -> Work:
+    return batches_of(train, None, sizes.database, "infer")
 
 
 def encode_images_read(stage: Stage, sizes: Sizes) -> tuple[int, bool]:

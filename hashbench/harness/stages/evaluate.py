@@ -8,17 +8,16 @@ from typing import Any
 
 import torch
 
-from hashbench.chance import code_health
-from hashbench.data.base import HashDataset
+from hashbench.api.dataset import HashDataset
 from hashbench.data.splits import Split
 from hashbench.harness.sizes import Sizes
-from hashbench.harness.flops import train_stage
 from hashbench.harness.stages.attack import EXAMPLES
+from hashbench.harness.stages.base import ARTIFACT_OVERHEAD, SMALL_ARTIFACT, StageKind, of_model
 from hashbench.harness.stages.context import StageContext, split_of
-from hashbench.harness.stages.base import ARTIFACT_OVERHEAD, SMALL_ARTIFACT, StageKind
 from hashbench.harness.stages.spec import EvaluatedAttack, Stage, StageSpec
-from hashbench.metrics import retrieval_metrics
-from hashbench.store import Artifact
+from hashbench.harness.store import Artifact
+from hashbench.retrieval.chance import code_health
+from hashbench.retrieval.metrics import retrieval_metrics
 
 #: database items kept per example query (the report shows them before and after the attack)
 EXAMPLE_TOP = 10
@@ -91,11 +90,9 @@ def example_rankings(dataset: HashDataset, split: Split, query_codes: torch.Tens
     return examples, thumbnails
 
 
-def evaluate_flops(stage: Stage, sizes: Sizes | None) -> int | None:
+@of_model
+def evaluate_flops(stage: Stage, sizes: Sizes, train: Stage) -> int:
     """Hamming ranking: 2 · |query| · |database| · bits (no images)."""
-    train = train_stage(stage)
-    if sizes is None or train is None:
-        return None
     return 2 * sizes.query * sizes.database * train.spec.bits
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from hashbench.harness.stages import (attack, chance, craft, defend, encode, evaluate, prepare, pretrain, split,
-                                      train, transfer)
+from hashbench.harness.stages import (attack, chance, craft, defend, encode, evaluate, prepare, pretrain, split, train,
+                                      transfer)
 from hashbench.harness.stages.base import StageKind
 
 KINDS: dict[str, StageKind] = {m.KIND.name: m.KIND for m in (

@@ -10,12 +10,12 @@ import torch
 
 from hashbench.harness.flops import checkpoint_bytes, forward_flops, plugin_param
 from hashbench.harness.sizes import Sizes
-from hashbench.harness.stages.context import (StageContext, autocast, backward_step, build_model, item_labels,
-                                              seeded_generator, split_of)
 from hashbench.harness.stages.base import ARTIFACT_OVERHEAD, StageKind, Work
+from hashbench.harness.stages.context import (StageContext, autocast, backward_step, build_model, seeded_generator,
+                                              training_data)
 from hashbench.harness.stages.spec import PluginSpec, Stage, StageSpec, amp_field
-from hashbench.store import Artifact
-from hashbench.training import TrainData, run_epochs
+from hashbench.harness.store import Artifact
+from hashbench.retrieval.training import run_epochs
 
 
 @dataclass(frozen=True)
@@ -31,8 +31,8 @@ def run_pretrain(ctx: StageContext, stage: Stage) -> Artifact:
     cosine decay; only the backbone is kept."""
     spec: PretrainSpec = stage.spec
     generator = seeded_generator(spec.seed)
-    dataset, split = split_of(ctx, stage.inputs["split"])
-    data = TrainData(dataset, split.train, item_labels(dataset, split.train, ctx.device))
+    data = training_data(ctx, stage.inputs["split"])
+    dataset = data.dataset
     classes = data.labels.shape[1]
     model = build_model(spec.backbone, classes, dataset.image_size)
     # a classifier head at nn.Linear's own scale: the hash layer's N(0, 0.01²) start starves the

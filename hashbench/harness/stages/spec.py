@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping
 
-from hashbench.store import artifact_key, canonical_json
+from hashbench.harness.store import artifact_key, canonical_json
 
 #: the spec fields that name a plugin, in the order that picks the plugin a stage's timing is filed under
 PLUGIN_PARTS = ("attack", "defense", "method", "backbone", "dataset")

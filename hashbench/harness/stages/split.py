@@ -8,10 +8,10 @@ from typing import Any
 from hashbench.data.splits import make_split, own_split
 from hashbench.errors import DataError
 from hashbench.harness.sizes import Sizes
-from hashbench.harness.stages.context import StageContext
 from hashbench.harness.stages.base import ARTIFACT_OVERHEAD, StageKind
+from hashbench.harness.stages.context import StageContext
 from hashbench.harness.stages.spec import DatasetSpec, Stage, StageSpec
-from hashbench.store import Artifact
+from hashbench.harness.store import Artifact
 
 
 @dataclass(frozen=True)

@@ -7,15 +7,15 @@ from dataclasses import dataclass
 
 import torch
 
-from hashbench import registries
-from hashbench.harness.flops import checkpoint_bytes, model_forward_flops, plugin_param, train_stage
+from hashbench import plugins
+from hashbench.harness.flops import checkpoint_bytes, model_forward_flops, plugin_param
 from hashbench.harness.sizes import Sizes
-from hashbench.harness.stages.context import (StageContext, autocast, backward_step, build_model, item_labels,
-                                              model_artifact, seeded_generator, split_of)
-from hashbench.harness.stages.base import ARTIFACT_OVERHEAD, StageKind, Work
+from hashbench.harness.stages.base import ARTIFACT_OVERHEAD, StageKind, Work, batches_of, of_model
+from hashbench.harness.stages.context import (StageContext, autocast, backward_step, build_model, model_artifact,
+                                              seeded_generator, training_data)
 from hashbench.harness.stages.spec import PluginSpec, Stage, StageSpec, amp_field
-from hashbench.store import Artifact
-from hashbench.training import TrainData, run_epochs
+from hashbench.harness.store import Artifact
+from hashbench.retrieval.training import run_epochs
 
 
 @dataclass(frozen=True)
@@ -31,16 +31,16 @@ class TrainSpec(StageSpec):
 def run_train(ctx: StageContext, stage: Stage) -> Artifact:
     spec: TrainSpec = stage.spec
     generator = seeded_generator(spec.seed)
-    dataset, split = split_of(ctx, stage.inputs["split"])
+    data = training_data(ctx, stage.inputs["split"])
+    dataset = data.dataset
     model = build_model(spec.backbone, spec.bits, dataset.image_size, pretrained="pretrain" not in stage.inputs,
                         method=spec.method)
     if "pretrain" in stage.inputs:  # the warm start replaces the backbone's initial weights
         warm = ctx.artifact(stage.inputs["pretrain"]).tensors
         model.backbone.load_state_dict({k[len("backbone."):]: v for k, v in warm.items() if k.startswith("backbone.")})
     model = ctx.place(model)
-    method = registries.methods.create(spec.method.name, dict(spec.method.params))
+    method = plugins.methods.create(spec.method.name, dict(spec.method.params))
     scaler = torch.amp.GradScaler(ctx.device.type) if spec.amp == "fp16" else None  # fp16 needs loss scaling
-    data = TrainData(dataset, split.train, item_labels(dataset, split.train, ctx.device))
     method.setup(len(data), spec.bits, data.labels, ctx.device)
     optimizer = method.optimizer(model.parameters())
     p = method.params
@@ -67,25 +67,21 @@ def run_train(ctx: StageContext, stage: Stage) -> Artifact:
     return model_artifact(model, method, meta)
 
 
-def train_flops(stage: Stage, sizes: Sizes | None) -> int | None:
+@of_model
+def train_flops(stage: Stage, sizes: Sizes, train: Stage) -> int:
     """3 · epochs · |train| passes (a backward pass counts as two forwards)."""
-    if sizes is None:
-        return None
-    passes = 3 * plugin_param(stage.spec.method, "epochs", 1) * sizes.train
-    return model_forward_flops(stage, sizes, stage) * passes
+    return model_forward_flops(stage, sizes, train) * 3 * plugin_param(stage.spec.method, "epochs", 1) * sizes.train
 
 
-def model_bytes(stage: Stage, sizes: Sizes | None) -> int | None:
+@of_model
+def model_bytes(stage: Stage, sizes: Sizes, train: Stage) -> int:
     """A checkpoint: the hash model's state elements (counted on the meta device) × 4."""
-    train = train_stage(stage)
-    if sizes is None or train is None:
-        return None
     return checkpoint_bytes(train.spec.backbone, sizes.image_size, train.spec.bits) + ARTIFACT_OVERHEAD
 
 
-def train_work(stage: Stage, sizes: Sizes) -> Work:
-    batch = plugin_param(stage.spec.method, "batch_size", 32)
-    return Work(stage.spec.backbone, max(1, min(batch, sizes.train)), "train")
+@of_model
+def train_work(stage: Stage, sizes: Sizes, train: Stage) -> Work:
+    return batches_of(train, stage.spec.method, sizes.train)
 
 
 def train_images(stage: Stage, sizes: Sizes) -> tuple[int, bool]:

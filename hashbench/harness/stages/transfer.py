@@ -6,15 +6,14 @@ import time
 from dataclasses import dataclass
 
 from hashbench.errors import DataError
-from hashbench.harness.flops import model_forward_flops, train_stage
+from hashbench.harness.flops import model_forward_flops
 from hashbench.harness.sizes import Sizes
 from hashbench.harness.stages.attack import attack_bytes
+from hashbench.harness.stages.base import StageKind, Work, batches_of, of_model
 from hashbench.harness.stages.context import StageContext, load_model, split_of
-from hashbench.harness.stages.encode import encode_batches
-from hashbench.harness.stages.base import StageKind, Work
 from hashbench.harness.stages.spec import EvaluatedAttack, Stage, StageSpec
-from hashbench.codes import ENCODE_BATCH
-from hashbench.store import Artifact
+from hashbench.harness.store import Artifact
+from hashbench.retrieval.codes import encode_batches
 
 #: what a transfer stage copies from its craft stage into its attack-shaped artifact
 CRAFT_COPIED = ("linf", "l2", "mse", "examples_clean", "examples_adv")
@@ -46,17 +45,15 @@ def run_transfer(ctx: StageContext, stage: Stage) -> Artifact:
     return Artifact(tensors, meta)
 
 
-def transfer_flops(stage: Stage, sizes: Sizes | None) -> int | None:
+@of_model
+def transfer_flops(stage: Stage, sizes: Sizes, train: Stage) -> int:
     """|query| forward passes (the victim encodes the crafted queries)."""
-    train = train_stage(stage)
-    if sizes is None or train is None:
-        return None
     return model_forward_flops(stage, sizes, train) * sizes.query
 
 
-def transfer_work(stage: Stage, sizes: Sizes) -> Work | None:
-    train = train_stage(stage)
-    return None if train is None else Work(train.spec.backbone, max(1, min(ENCODE_BATCH, sizes.query)), "infer")
+@of_model
+def transfer_work(stage: Stage, sizes: Sizes, train: Stage) -> Work:
+    return batches_of(train, None, sizes.query, "infer")
 
 
 # reads its craft's images, not the dataset

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hashbench.attack import Attack, AttackContext, AttackParams
-from hashbench.codes import to_binary
-from hashbench.pgd import PGDConfig, pgd
+from hashbench.api.attack import Attack, AttackContext, AttackParams
+from hashbench.retrieval.codes import to_binary
+from hashbench.retrieval.pgd import PGDConfig, pgd
 
 
 class FGSM(Attack):
@@ -25,7 +25,7 @@ class FGSM(Attack):
 
     Parameters: ``epsilon`` (L∞ budget on [0, 1] images, default 8/255, also the step size)
     and ``batch_size`` (queries per batch, default 128), both from
-    :class:`hashbench.attack.AttackParams`.
+    :class:`hashbench.api.attack.AttackParams`.
     """
 
     name = "fgsm"

@@ -7,11 +7,11 @@ from typing import Any
 import torch
 from pydantic import Field
 
-from hashbench.defense import Defense, DefenseContext
-from hashbench.methods.base import HashMethod, SGDParams
+from hashbench.api.defense import Defense, DefenseContext
+from hashbench.api.method import HashMethod, SGDParams
 from hashbench.models.hash_model import HashModel
-from hashbench.harness.stages.encode import encode_images
-from hashbench.training import TrainData, run_epochs
+from hashbench.retrieval.codes import encode_images
+from hashbench.retrieval.training import TrainData, run_epochs
 
 
 class GaussianNoiseTraining(Defense):

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import torch
 from pydantic import Field
 from torch import nn
 
-from .params import MAX_BATCH_SIZE, Params
-from .plugin import Plugin
-
-if TYPE_CHECKING:
-    from .progress import Reporter
-    from .training import TrainData
+from hashbench.api.params import MAX_BATCH_SIZE, Params
+from hashbench.api.plugin import Plugin
+from hashbench.progress import Reporter
+from hashbench.retrieval.training import TrainData
 
 
 class AttackParams(Params):

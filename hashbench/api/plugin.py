@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Mapping
 
-from .params import Params, params_dict, validate_params
+from hashbench.api.params import Params, params_dict, validate_params
 
 
 class Plugin:
     """Base class of every plugin.
 
     Subclasses set ``description`` and ``paper`` and nest a ``Params`` schema (a
-    :class:`hashbench.params.Params` subclass) whose defaults are the paper's values.
+    :class:`hashbench.api.params.Params` subclass) whose defaults are the paper's values.
     """
 
     name: ClassVar[str] = ""

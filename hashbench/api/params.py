@@ -6,8 +6,7 @@ from typing import Any, Mapping
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from .errors import ConfigError
-from .safe_yaml import excerpt, shorten
+from hashbench.errors import ConfigError, excerpt, shorten
 
 #: the largest magnitude of any integer parameter (a C int: tensor sizes, loop counts, seeds)
 MAX_INT = 2**31 - 1

@@ -7,10 +7,10 @@ from typing import ClassVar, Literal
 import torch
 from pydantic import Field
 
-from ..banks import CodeBank
-from ..models.hash_model import HashInit
-from ..params import MAX_BATCH_SIZE, MAX_EPOCHS, Params
-from ..plugin import Plugin
+from hashbench.api.params import MAX_BATCH_SIZE, MAX_EPOCHS, Params
+from hashbench.api.plugin import Plugin
+from hashbench.models.hash_model import HashInit
+from hashbench.retrieval.banks import CodeBank
 
 
 def pairwise_logistic(theta: torch.Tensor, s: torch.Tensor) -> torch.Tensor:

@@ -30,7 +30,8 @@ import torch
 from pydantic import AfterValidator, Field, field_validator
 from torch import nn
 
-from .params import MAX_WIDTH, Params
+from hashbench.api.flops import class_flops
+from hashbench.api.params import MAX_WIDTH, Params
 
 
 def _check_betas(v: tuple[float, float]) -> tuple[float, float]:
@@ -98,8 +99,6 @@ def prototype_training_flops(net: Callable[..., nn.Module], net_args: tuple, *, 
     """≈ FLOPs of ``steps`` steps of the prototype net ``net(*net_args)``, each on ``batch`` label
     vectors against ``train`` training codes and labels: the net and the batch × train code and
     label products, forward and backward (three forward passes' worth)."""
-    from hashbench.api.flops import class_flops
-
     per_label = class_flops(net, net_args, (1, classes))
     pairwise = 2 * batch * train * (bits + classes)
     return steps * 3 * (batch * per_label + pairwise)

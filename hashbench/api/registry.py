@@ -15,13 +15,12 @@ import re
 from dataclasses import dataclass
 from typing import Any, Generic, Iterator, Mapping, TypeVar
 
-from .errors import PluginError
-from .safe_yaml import excerpt, shorten
+from hashbench.errors import PluginError, excerpt, shorten
 
 T = TypeVar("T")
 
 #: The plugin kinds, by their grid keys, in the order ``hashbench list`` shows them; each has one
-#: :class:`Registry` in :mod:`hashbench.registries` (``BY_KIND``).  Defined here, with no plugin
+#: :class:`Registry` in :mod:`hashbench.plugins` (``BY_KIND``).  Defined here, with no plugin
 #: base class imported, so that the command line and ``registry.yaml`` validation can name the
 #: kinds without importing torch.
 PLUGIN_KINDS: tuple[str, ...] = ("methods", "backbones", "datasets", "attacks", "defenses")

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .metrics import map_at_k
+from hashbench.retrieval.metrics import map_at_k
 
 #: a model whose clean MAP is within this many points of the random-codes MAP is near chance
 NEAR_CHANCE_POINTS = 10.0

@@ -8,7 +8,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from ..plugin import Plugin
+from hashbench.api.plugin import Plugin
 
 
 @dataclass(frozen=True)

@@ -41,8 +41,8 @@ def build(name: str, source_dir: Path, out: Path | None, seed: int, num_query: i
     A folder of a peer's lists (DeepHash-pytorch {train,test,database}.txt, or CgAT/ProS-GAN
     *_img.txt + *_label.txt) is reused with its split; give --image-root for its images.
     """
-    from .progress import default_reporter
-    from .data.builders import build as run_build
+    from hashbench.data.builders import build as run_build
+    from hashbench.progress import default_reporter
 
     run_build(name, source_dir, out=out, seed=seed, num_query=num_query, num_train=num_train,
               image_root=image_root, images=images, skip_missing=skip_missing, force=force,

@@ -12,11 +12,11 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from .devices import DEVICES
-from .errors import ArtifactError, HashbenchError, UserError
-from .registry import PLUGIN_KINDS
-from .results import RESULTS_ENV, default_results_dir
-from .terminal import markup, plain
+from hashbench.api.registry import PLUGIN_KINDS
+from hashbench.errors import ArtifactError, HashbenchError, UserError
+from hashbench.harness.devices import DEVICES
+from hashbench.results import RESULTS_ENV, default_results_dir
+from hashbench.terminal import markup, plain
 
 #: what ``hashbench list`` lists, in its order: the plugin kinds, then the grids and profiles of registry.yaml
 KINDS = (*PLUGIN_KINDS, "grids", "profiles")
@@ -44,7 +44,7 @@ def _stops_on_signals(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from .interrupts import exit_status, interrupt_on_signals, signal_of
+        from hashbench.harness.interrupts import exit_status, interrupt_on_signals, signal_of
 
         try:
             with interrupt_on_signals():
@@ -84,7 +84,7 @@ def data() -> None:
     """Prepare the real datasets: ``data build NAME --from DIR`` writes the list files a grid reads."""
 
 
-from .cli_data import build as _data_build  # noqa: E402  (after main: it is added to `data`)
+from hashbench.cli.data import build as _data_build  # noqa: E402  (after main: it is added to `data`)
 
 _data_build.callback = _user_errors(_data_build.callback)
 data.add_command(_data_build)
@@ -94,7 +94,7 @@ def _plan(registry_path: str | None, grid: str, profile: str | None, overrides: 
           pretrained: str | None = None, amp: str | None = None, amp_attacks: bool = False,
           require_data: bool = True):
     """Load the registry, resolve ``--grid`` (a name or a YAML file), apply ``--set`` and plan."""
-    from .config import apply_overrides, is_grid_path, load_config, load_grid_file
+    from hashbench.harness.config import apply_overrides, is_grid_path, load_config, load_grid_file
     from hashbench.harness.plan import PlanOptions, plan_members
 
     config = load_config(registry_path)
@@ -116,12 +116,12 @@ def _plan(registry_path: str | None, grid: str, profile: str | None, overrides: 
 
 def _with_pretrained(members: list, pretrained: str) -> list:
     """``members`` (name, grid) with every backbone that has ImageNet weights set to ``pretrained``."""
-    from . import registries
-    from .config import set_plugin_params
+    from hashbench import plugins
+    from hashbench.harness.config import set_plugin_params
 
     names = dict.fromkeys(name for _, grid in members for name in grid.backbones)  # first-seen order
     for name in names:
-        if "pretrained" in registries.backbones.get(name).Params.model_fields:
+        if "pretrained" in plugins.backbones.get(name).Params.model_fields:
             members = set_plugin_params(members, "backbones", name, {"pretrained": pretrained}, "--pretrained")
     return members
 
@@ -174,8 +174,8 @@ def run(grid: str, profile: str | None, overrides: tuple[str, ...], run_name: st
     """
     if executor == "ray" and workers != 1:
         raise UserError("--workers is for the local executor; Ray runs as many stages as the cluster has CPUs")
-    from .config import is_grid_path
-    from .results import check_run_name
+    from hashbench.harness.config import is_grid_path
+    from hashbench.results import check_run_name
 
     # the run's folder is <results>/<name>: a name, never a path, checked before any work
     if run_name is not None:
@@ -189,8 +189,8 @@ def run(grid: str, profile: str | None, overrides: tuple[str, ...], run_name: st
         # before anything here imports torch: the server's imports (torch, TorchDynamo, the
         # stages) then overlap this process's, which otherwise waits ≈ 2.5 s for them in run()
         start_worker_server()
-    from .progress import default_reporter
     from hashbench.harness.runner import Runner
+    from hashbench.progress import default_reporter
 
     plan = _plan(registry_path, grid, profile, overrides, pretrained, amp, amp_attacks, require_data=not dry_run)
     root = _results_dir(results_dir)
@@ -211,7 +211,7 @@ def run(grid: str, profile: str | None, overrides: tuple[str, ...], run_name: st
                   f"executed, {summary.cached_total} cached, {summary.wall_s:.1f}s; results in "
                   f"{markup(summary.folder)}", highlight=False, soft_wrap=True)
     if not no_report:
-        from .report import write_report
+        from hashbench.report import write_report
 
         paths = write_report(summary.run, results_dir=root, html=True, csv=True, warn=_warn)
         console.print(f"report: {markup(paths[0])}", highlight=False, soft_wrap=True)
@@ -262,13 +262,13 @@ def _fmt_flops(f: int | None) -> str:
 def _print_plan(plan, root: Path, device: str, as_json: bool, rate=None) -> None:
     """The plan table (or ``--json``): per stage kind, per member grid, the union's total and its bytes.
 
-    ``rate`` (:class:`hashbench.devices.Rate`) prices the plan on a device that is not here;
+    ``rate`` (:class:`hashbench.harness.devices.Rate`) prices the plan on a device that is not here;
     ``None`` estimates for ``device`` of this machine.
     """
     from hashbench.harness.plan import away_from_defaults
     from hashbench.harness.pricing import bytes_by_kind, estimator, format_hours, member_totals, rate_caption, total_row
-    from .results import check_results_path
-    from .store import ArtifactStore, format_bytes
+    from hashbench.harness.store import ArtifactStore, format_bytes
+    from hashbench.results import check_results_path
 
     store = ArtifactStore(check_results_path(root) / "store")
     estimate, label, unit = estimator(store, device, rate)
@@ -357,7 +357,7 @@ def _member_table(union: str, members, total: dict[str, Any], unit: str) -> Tabl
     from rich import box
 
     from hashbench.harness.pricing import format_hours
-    from .store import format_bytes
+    from hashbench.harness.store import format_bytes
 
     table = Table(title=f"per grid of {markup(union)}", box=box.SIMPLE_HEAD,
                   caption="each grid counts the stages it plans; the union counts a stage that several grids share "
@@ -421,9 +421,9 @@ def doctor(grid: str, device: str, pretrained: str | None, results_dir: str | No
     """
     import warnings
 
-    from .config import load_config
-    from .doctor import diagnose
-    from .results import check_results_path
+    from hashbench.harness.config import load_config
+    from hashbench.harness.doctor import diagnose
+    from hashbench.results import check_results_path
 
     root = check_results_path(_results_dir(results_dir))
     with warnings.catch_warnings():  # unlabelled rows and the like are findings, not warnings
@@ -462,8 +462,8 @@ def doctor(grid: str, device: str, pretrained: str | None, results_dir: str | No
 def report(run_name: str | None, html: bool, latex: bool, csv: bool, markdown: bool, as_json: bool,
            figure_attacks: str | None, out_dir: str | None, results_dir: str | None) -> None:
     """Write the report of a run: HTML, LaTeX, CSV, Markdown and/or JSON."""
-    from .report import write_report
-    from .results import latest_run
+    from hashbench.report import write_report
+    from hashbench.results import latest_run
 
     root = _results_dir(results_dir)
     name = run_name if run_name is not None else latest_run(root)
@@ -481,12 +481,12 @@ def report(run_name: str | None, html: bool, latex: bool, csv: bool, markdown: b
 @_user_errors
 def list_(kind: str | None, registry_path: str | None) -> None:
     """List plugins (name, origin, description, paper), grids or profiles."""
-    from . import registries
+    from hashbench import plugins
 
     console = Console()
     for k in [kind] if kind else KINDS:
         if k in ("grids", "profiles"):
-            from .config import load_config
+            from hashbench.harness.config import load_config
 
             config = load_config(registry_path)
             table = Table(title=k)
@@ -499,7 +499,7 @@ def list_(kind: str | None, registry_path: str | None) -> None:
         table = Table(title=k)
         for col in ("name", "origin", "description", "paper"):
             table.add_column(col)
-        for info in registries.BY_KIND[k].infos():
+        for info in plugins.BY_KIND[k].infos():
             # plugin text is shown as written, never read as terminal markup or obeyed as control codes
             desc = markup(info.description) if info.error is None else f"[red]failed to load: {markup(info.error)}[/]"
             table.add_row(markup(info.name), markup(info.origin), desc, markup(info.paper))
@@ -519,7 +519,7 @@ def compare(run_a: str, run_b: str, threshold: float | None, results_dir: str | 
     With ``--threshold X`` it is a regression gate: exit code 1 when any cell's MAP differs by
     more than X points or a cell is missing from one run, 0 otherwise.
     """
-    from .results import load
+    from hashbench.results import load
 
     root = _results_dir(results_dir)
     keys = ["dataset", "method", "backbone", "bits", "defense", "attack", "seed"]
@@ -561,7 +561,7 @@ def bench(quick: bool, only: str | None) -> None:
     """Run the performance benchmarks (``python -m benchmarks`` of the source checkout)."""
     import subprocess
 
-    checkout = Path(__file__).resolve().parents[1]
+    checkout = Path(__file__).resolve().parents[2]
     if not (checkout / "benchmarks" / "__main__.py").is_file():
         raise UserError(f"the benchmarks live in the source checkout; {checkout / 'benchmarks'} does not exist")
     cmd = [sys.executable, "-m", "benchmarks", *(["--quick"] if quick else []), *(["--only", only] if only else [])]

@@ -33,7 +33,7 @@ from filelock import FileLock
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .errors import ArtifactError, HashbenchError
+from hashbench.errors import ArtifactError, HashbenchError
 
 #: Bump when the layout or meaning of stored artifacts changes; part of every key.
 FORMAT_VERSION = 1

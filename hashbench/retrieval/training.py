@@ -13,9 +13,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .data.base import HashDataset
-from .errors import HashbenchError
-from .progress import Reporter
+from hashbench.api.dataset import HashDataset
+from hashbench.errors import HashbenchError
+from hashbench.progress import Reporter
 
 
 class TrainingDiverged(HashbenchError):

@@ -20,9 +20,9 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import (BaseModel, ConfigDict, Discriminator, Field, StrictBool, Tag, TypeAdapter, ValidationError,
                       field_validator)
 
-from .errors import ConfigError
-from .registry import PLUGIN_KINDS, did_you_mean, name_problem, unknown_name_message
-from .safe_yaml import excerpt, load_config_file, load_yaml_text, shorten
+from hashbench.api.registry import PLUGIN_KINDS, did_you_mean, name_problem, unknown_name_message
+from hashbench.errors import ConfigError, PluginError, excerpt, shorten
+from hashbench.harness.safe_yaml import load_config_file, load_yaml_text
 
 #: the longest code a grid may ask for (the ranking kernel takes more; no method is meant for more)
 MAX_BITS = 1024
@@ -303,7 +303,7 @@ class Config:
 def default_registry_path() -> Path:
     if os.environ.get(REGISTRY_ENV):
         return Path(os.environ[REGISTRY_ENV])
-    return Path(__file__).resolve().parent.parent / "registry.yaml"
+    return Path(__file__).resolve().parents[2] / "registry.yaml"
 
 
 def load_config(path: str | Path | None = None) -> Config:
@@ -396,7 +396,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 #: did-you-mean here (``--set`` keys, plugin kinds, parameters, axis members) has always asked for
-#: closer matches than the registries' :data:`~hashbench.registry.CLOSE_CUTOFF`, and an empty
+#: closer matches than the registries' :data:`~hashbench.api.registry.CLOSE_CUTOFF`, and an empty
 #: list of choices stays empty
 _CUTOFF = 0.6
 
@@ -539,12 +539,11 @@ def set_plugin_params(members: list[tuple[str, Grid]], kind: str, name: str, val
 def check_param_name(config: Config, kind: str, name: str, param: str, where: str) -> None:
     """Did-you-mean for a parameter name, when the plugin is registered (else the planner reports it);
     the error starts with ``where``."""
-    from . import registries
-    from .errors import PluginError
+    from hashbench import plugins  # here, not at the top: the CLI reads registry.yaml without importing torch
 
     plugin = config.dataset(name).type if kind == "datasets" else name
     try:
-        cls = registries.BY_KIND[kind].get(plugin)
+        cls = plugins.BY_KIND[kind].get(plugin)
     except PluginError:
         return
     fields = sorted(cls.Params.model_fields)

@@ -1,4 +1,4 @@
-"""Building a cell's result record (schema :data:`~hashbench.results.RECORD_SCHEMA_VERSION`):
+"""Building a cell's result record (schema :data:`~hashbench.results.schema.RECORD_SCHEMA_VERSION`):
 its coordinates, resolved parameters, metrics, perturbation, timings and provenance, from the
 stored metas of its stages."""
 
@@ -15,8 +15,8 @@ import torch
 from hashbench import __version__
 from hashbench.harness.plan import Cell
 from hashbench.harness.stages.attack import perturbation_summary
-from hashbench.results import RECORD_SCHEMA_VERSION
-from hashbench.store import ArtifactStore
+from hashbench.harness.store import ArtifactStore
+from hashbench.results.schema import RECORD_SCHEMA_VERSION
 
 #: stage metas, by the cell's stage name (``None`` for a stage whose meta could not be read)
 Metas = dict[str, "dict[str, Any] | None"]

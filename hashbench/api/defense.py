@@ -10,13 +10,13 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from .methods.base import HashMethod
-from .models.hash_model import HashModel
-from .models.purifier import PurifiedModel
-from .params import Params
-from .plugin import Plugin
-from .progress import Reporter
-from .training import TrainData
+from hashbench.api.method import HashMethod
+from hashbench.api.params import Params
+from hashbench.api.plugin import Plugin
+from hashbench.models.hash_model import HashModel
+from hashbench.models.purifier import PurifiedModel
+from hashbench.progress import Reporter
+from hashbench.retrieval.training import TrainData
 
 
 @dataclass

@@ -2,8 +2,8 @@
 per-iteration milestone decay and the epoch loop with per-epoch loss logging.
 
 A defense (CgAT, SAAT, ATRDH) writes only its per-batch loss; :func:`train_adversarially`
-wraps it into an optimisation step, drives it with :func:`hashbench.training.run_epochs`
-(which raises :class:`~hashbench.training.TrainingDiverged` naming the epoch and step of a
+wraps it into an optimisation step, drives it with :func:`hashbench.retrieval.training.run_epochs`
+(which raises :class:`~hashbench.retrieval.training.TrainingDiverged` naming the epoch and step of a
 non-finite loss) and returns the log stored in the defended model's artifact.
 """
 
@@ -14,13 +14,13 @@ from typing import Any, Callable, Literal, Sequence
 import torch
 from pydantic import Field
 
-from .banks import CodeBank
-from .defense import DefenseContext
-from .methods.base import HashMethod
-from .models.hash_model import HashModel
-from .params import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_ITERATIONS, Params
-from .pgd import PGDConfig, pgd
-from .training import TrainData, run_epochs
+from hashbench.api.defense import DefenseContext
+from hashbench.api.method import HashMethod
+from hashbench.api.params import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_ITERATIONS, Params
+from hashbench.models.hash_model import HashModel
+from hashbench.retrieval.banks import CodeBank
+from hashbench.retrieval.pgd import PGDConfig, pgd
+from hashbench.retrieval.training import TrainData, run_epochs
 
 #: ``loss_fn(x, y, positions) -> losses``: ``losses["loss"]`` is minimised, the rest are logged.
 BatchLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]

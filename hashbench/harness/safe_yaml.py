@@ -38,7 +38,7 @@ from yaml.events import (AliasEvent, CollectionStartEvent, DocumentStartEvent, M
 from yaml.nodes import ScalarNode
 from yaml.resolver import Resolver
 
-from .errors import ConfigError
+from hashbench.errors import EXCERPT_CHARS, ConfigError, excerpt, shorten
 
 #: the largest configuration file read (a registry is ~10 KB); larger ones are refused unread
 MAX_CONFIG_BYTES = 1 << 20
@@ -46,27 +46,11 @@ MAX_CONFIG_BYTES = 1 << 20
 MAX_DEPTH = 64
 #: how many values all aliases together may expand to (each alias counts its anchor's size)
 MAX_ALIAS_NODES = 10_000
-#: the longest quote of user input in an error message, ellipsis included
-EXCERPT_CHARS = 60
 
 _YAML_PREFIX = "tag:yaml.org,2002:"
 _PLAIN_TAGS = {"int", "float", "bool", "null"}  # resolved and constructed as yaml.safe_load does
 _RESOLVER = Resolver()
 _CONSTRUCTOR = SafeConstructor()
-
-
-def shorten(text: str, limit: int = EXCERPT_CHARS) -> str:
-    """``text`` cut to ``limit`` characters, the last one an ellipsis when cut."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def excerpt(value: object, limit: int = EXCERPT_CHARS) -> str:
-    """``repr(value)`` cut to ``limit`` characters: how an error message quotes user input."""
-    try:
-        text = repr(value)
-    except RecursionError:  # only a structure built outside this loader can be this deep
-        text = f"<{type(value).__name__} nested too deeply>"
-    return shorten(text, limit)
 
 
 def read_config_text(path: str | Path, what: str) -> str:

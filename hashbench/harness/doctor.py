@@ -13,20 +13,20 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
-from hashbench import registries
-from hashbench.config import Config, DatasetDecl
+from hashbench import plugins
+from hashbench.api.dataset import HashDataset
+from hashbench.cli.data import NAMES
 from hashbench.errors import UserError
+from hashbench.harness.config import Config, DatasetDecl
+from hashbench.harness.executors.worker import resolve_device
+from hashbench.harness.plan import Plan, split_note
+from hashbench.harness.pricing import bytes_by_kind
 from hashbench.harness.stages.spec import DatasetSpec, PluginSpec
-
-if TYPE_CHECKING:
-    import torch
-
-    from hashbench.data.base import HashDataset
-    from hashbench.harness.plan import Plan
+from hashbench.harness.store import ArtifactStore, format_bytes, free_bytes
 
 #: images decoded per list (evenly spaced through it, always its first and last)
 SAMPLES_PER_LIST = 8
@@ -61,8 +61,6 @@ def plan_datasets(plan: Plan) -> list[tuple[str, DatasetSpec]]:
 
 def _data_fix(name: str, root: str, registry: Path) -> str:
     place = f"put the images and list files under {root}, or set datasets.{name}.params.root in {registry}"
-    from hashbench.cli_data import NAMES  # what ``hashbench data build NAME --from DIR`` builds
-
     if name in NAMES:
         out = "" if Path(root) == Path("data") / name else f" --out {root}"  # the builder's default is data/NAME
         return f"hashbench data build {name} --from DIR{out} (DIR: the downloaded original files); or {place}"
@@ -105,8 +103,6 @@ def declared_counts(decl: DatasetDecl) -> dict[str, int | None]:
 def check_counts(name: str, dataset: HashDataset, decl: DatasetDecl) -> list[Finding]:
     """Items per list, exact duplicate lines dropped, and whether the dataset's own split files match the
     declared split sizes (the same note ``hashbench plan`` prints)."""
-    from hashbench.harness.plan import split_note
-
     subject = f"dataset {name}"
     lists = _lists(dataset)
     counts = ", ".join(f"{split} {len(idx):,}" for split, idx in lists.items())
@@ -190,9 +186,7 @@ def plan_backbones(plan: Plan) -> list[PluginSpec]:
 def imagenet_cache_path(name: str) -> tuple[Path, str] | None:
     """Where torch's hub cache keeps backbone ``name``'s ImageNet weights, and their URL; ``None`` if the
     plugin does not say (it has no torchvision ``architecture()``)."""
-    import torch
-
-    architecture = getattr(registries.backbones.get(name), "architecture", None)
+    architecture = getattr(plugins.backbones.get(name), "architecture", None)
     if architecture is None:
         return None
     weights = architecture()[1].IMAGENET1K_V1
@@ -229,10 +223,6 @@ def check_backbone(backbone: PluginSpec) -> Finding:
 
 def check_device(device: str) -> tuple[Finding, torch.device | None]:
     """The device a run would use: CUDA name and memory, or CPU and its cores."""
-    import torch
-
-    from hashbench.harness.executors.worker import resolve_device
-
     try:
         resolved = resolve_device(device)
     except UserError as exc:
@@ -246,17 +236,12 @@ def check_device(device: str) -> tuple[Finding, torch.device | None]:
 
 def artifact_bytes(plan: Plan, results_dir: Path) -> tuple[int, int]:
     """(bytes the plan's stages not yet in the store will write, how many of them have no size estimate)."""
-    from hashbench.harness.pricing import bytes_by_kind
-    from hashbench.store import ArtifactStore
-
     per_kind = bytes_by_kind(plan, ArtifactStore(results_dir / "store")).values()
     return sum(b.known for b in per_kind), sum(b.unknown for b in per_kind)
 
 
 def check_disk(plan: Plan, results_dir: Path) -> Finding:
     """Free space on the results folder's filesystem against the plan's artifact sizes."""
-    from hashbench.store import format_bytes, free_bytes
-
     needed, unknown = artifact_bytes(plan, results_dir)
     free = free_bytes(results_dir)
     extra = f" ({unknown} stages of unknown size not counted)" if unknown else ""

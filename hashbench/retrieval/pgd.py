@@ -36,10 +36,9 @@ A zero gradient (e.g. every bit past a masked loss's margin) normalises to zero 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Literal, get_args
-
-import math
 
 import torch
 import torch.nn.functional as F

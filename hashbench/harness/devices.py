@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hashbench.api.registry import unknown_name_message
 from hashbench.errors import UserError
 
 #: the share of peak throughput a hashing network is assumed to reach on a GPU
@@ -105,13 +106,11 @@ def device_rate(name: str, achieved_fraction: float | None = None) -> Rate:
     """The :class:`Rate` of a :data:`DEVICES` row; an unknown name is a :class:`UserError` with a suggestion."""
     spec = DEVICES.get(name.lower())
     if spec is None:
-        from hashbench.registry import unknown_name_message  # the project's one did-you-mean
-
         choices = [*DEVICES, *(n for n in LOCAL if n not in DEVICES)]
         raise UserError(f"--device: {unknown_name_message('device', name, choices)}")
     fraction = _fraction(achieved_fraction, spec.achieved_fraction)
     if spec.measured:
-        from hashbench.harness.cost import matmul_flops_per_s
+        from hashbench.harness.cost import matmul_flops_per_s  # torch: the CLI imports this module at start
 
         measured = matmul_flops_per_s("cpu") / 1e12  # autocast on a CPU: no separate rate is measured
         return Rate(spec.name, spec.label, {p: measured for p in PRECISIONS}, fraction, spec.source, gpu=False)

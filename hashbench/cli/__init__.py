@@ -1,0 +1,1 @@
+"""The ``hashbench`` command line: ``main`` (run, plan, report, list, compare, doctor) and ``data``."""

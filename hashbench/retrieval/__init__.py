@@ -1,0 +1,1 @@
+"""The retrieval mathematics: codes, metrics, the PGD engine, code banks, anchors, prototypes and training loops."""
