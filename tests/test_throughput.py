@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from runner_helpers import small_plan
 from torch import nn
 
 from hashbench.data.shapes import Shapes
@@ -12,8 +11,11 @@ from hashbench.harness import cost, flops, throughput
 from hashbench.harness.cost import estimate_plan, images_read, stage_flops, stage_work
 from hashbench.harness.sizes import Sizes
 from hashbench.harness.stages.kinds import KINDS
-from hashbench.harness.stages.spec import PluginSpec
+from hashbench.harness.stages.spec import PluginSpec, Stage
+from hashbench.harness.stages.train import TrainSpec
 from hashbench.harness.store import ArtifactStore
+
+from runner_helpers import small_plan
 
 
 def test_measure_rate_counts_flops_per_second_of_the_timed_steps(monkeypatch):
@@ -45,6 +47,15 @@ def test_stage_overhead_leaves_nothing_in_the_results_folder(tmp_path):
     throughput.stage_overhead_s.cache_clear()
     assert 0 < throughput.stage_overhead_s(str(tmp_path)) < 5
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_method_without_augmentation_reads_plain_images():
+    # a bool is no count: augment=False used to fall back to the "augmented" default
+    sizes = Sizes(train=120, query=40, database=200, image_size=32, classes=6)
+    smallcnn = PluginSpec("smallcnn", {}, ("hashbench", "0"))
+    for augment in (False, True):
+        dph = PluginSpec("dph", {"epochs": 3, "augment": augment}, ("hashbench", "0"))
+        assert images_read(Stage(TrainSpec(dph, smallcnn, 16, 0)), sizes) == (360, augment)
 
 
 def test_stages_read_their_images_and_time_their_own_network(config):

@@ -110,6 +110,12 @@ def model_forward_flops(stage: Stage, sizes: Sizes, train: Stage) -> int:
     return f + (purifier_flops(defend.spec.defense, sizes.image_size) if defend is not None else 0)
 
 
+def plugin_flag(plugin: PluginSpec, name: str, default: bool) -> bool:
+    """A boolean parameter of ``plugin``, ``default`` when absent or not a bool."""
+    value = plugin.params.get(name)
+    return value if isinstance(value, bool) else default
+
+
 def plugin_param(plugin: PluginSpec | None, name: str, default: int) -> int:
     """An integer parameter of ``plugin`` (a bool counts as 0/1), ``default`` when absent or not a number."""
     value = (plugin.params if plugin is not None else {}).get(name)

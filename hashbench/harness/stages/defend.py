@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from hashbench import plugins
 from hashbench.api.defense import DefenseContext
-from hashbench.harness.flops import model_forward_flops, plugin_param
+from hashbench.harness.flops import model_forward_flops, plugin_flag, plugin_param
 from hashbench.harness.sizes import Sizes
 from hashbench.harness.stages.base import StageKind, Work, batches_of, of_model
 from hashbench.harness.stages.context import (StageContext, autocast, blame, load_model, method_state, model_artifact,
@@ -66,7 +66,7 @@ def defend_work(stage: Stage, sizes: Sizes, train: Stage) -> Work:
 
 def defend_images(stage: Stage, sizes: Sizes) -> tuple[int, bool]:
     defense = stage.spec.defense
-    return plugin_param(defense, "epochs", 1) * sizes.train, bool(plugin_param(defense, "augment", 0))
+    return plugin_param(defense, "epochs", 1) * sizes.train, plugin_flag(defense, "augment", False)
 
 
 KIND = StageKind(DefendSpec, run_defend, flops=defend_flops, bytes=model_bytes, work=defend_work,

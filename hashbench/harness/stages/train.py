@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from hashbench import plugins
-from hashbench.harness.flops import checkpoint_bytes, model_forward_flops, plugin_param
+from hashbench.harness.flops import checkpoint_bytes, model_forward_flops, plugin_flag, plugin_param
 from hashbench.harness.sizes import Sizes
 from hashbench.harness.stages.base import ARTIFACT_OVERHEAD, StageKind, Work, batches_of, of_model
 from hashbench.harness.stages.context import (StageContext, autocast, backward_step, build_model, model_artifact,
@@ -86,7 +86,7 @@ def train_work(stage: Stage, sizes: Sizes, train: Stage) -> Work:
 
 def train_images(stage: Stage, sizes: Sizes) -> tuple[int, bool]:
     method = stage.spec.method
-    return plugin_param(method, "epochs", 1) * sizes.train, bool(plugin_param(method, "augment", 1))
+    return plugin_param(method, "epochs", 1) * sizes.train, plugin_flag(method, "augment", True)
 
 
 KIND = StageKind(TrainSpec, run_train, flops=train_flops, bytes=model_bytes, work=train_work,
