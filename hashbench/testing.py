@@ -45,7 +45,8 @@ from hashbench.errors import HashbenchError, PluginError, UserError
 from hashbench.harness.config import Config, DatasetDecl, Grid, Profile, RegistryConfig, SplitSpec, load_config
 from hashbench.harness.plan import build_plan, derive_seed, resolved_values
 from hashbench.harness.stages.attack import check_batch
-from hashbench.harness.stages.context import StageContext, attack_context, item_labels, load_model, seeded_generator
+from hashbench.harness.stages.context import (StageContext, attack_context, item_labels, load_model, method_state,
+                                              seeded_generator)
 from hashbench.harness.stages.kinds import KINDS
 from hashbench.harness.stages.spec import Stage
 from hashbench.harness.store import Artifact, canonical_json
@@ -114,8 +115,7 @@ class Victim:
     def hash_method(self) -> HashMethod:
         """A fresh instance of the victim's hashing method with its trained state (what a defense gets)."""
         method = plugins.methods.create(self.method, self.method_params)
-        tensors = self._ctx.artifact(self._stages["train"]).tensors
-        method.load_state_tensors({k[len("method."):]: v for k, v in tensors.items() if k.startswith("method.")})
+        method.load_state_tensors(method_state(self._ctx.artifact(self._stages["train"])))
         return method
 
     def train_data(self) -> TrainData:

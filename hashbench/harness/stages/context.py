@@ -95,7 +95,8 @@ def build_model(backbone: PluginSpec, bits: int, image_size: int, *, pretrained:
     return HashModel(net, bits, hash_init=hash_init)
 
 
-def _prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+def prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The tensors stored under ``prefix`` (``model.``, ``method.``…), with the prefix taken off."""
     return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
@@ -109,19 +110,19 @@ def load_model(ctx: StageContext, model_stage: Stage) -> HashModel:
     stored = art.meta["model_spec"]
     model = build_model(PluginSpec.from_json(stored["backbone"]), stored["bits"], art.meta["image_size"],
                         pretrained=False)
-    model.load_state_dict(_prefixed(art.tensors, "model."))
+    model.load_state_dict(prefixed(art.tensors, "model."))
     purified = art.meta.get("purifier")
     if purified is not None:
         defense = plugins.defenses.create(purified["defense"], purified["params"])
         purifier = defense.build_purifier()
-        purifier.load_state_dict(_prefixed(art.tensors, "purifier."))
+        purifier.load_state_dict(prefixed(art.tensors, "purifier."))
         model = PurifiedModel(purifier, model, attack_sees_purifier=purified["attack_sees_purifier"])
     return ctx.place(model).eval()
 
 
 def method_state(art: Artifact) -> dict[str, torch.Tensor]:
     """The hashing method's state (code banks, centers…) stored with a model."""
-    return _prefixed(art.tensors, "method.")
+    return prefixed(art.tensors, "method.")
 
 
 def model_artifact(model: HashModel, method, meta: dict[str, Any]) -> Artifact:

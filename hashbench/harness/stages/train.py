@@ -12,7 +12,7 @@ from hashbench.harness.flops import checkpoint_bytes, model_forward_flops, plugi
 from hashbench.harness.sizes import Sizes
 from hashbench.harness.stages.base import ARTIFACT_OVERHEAD, StageKind, Work, batches_of, of_model
 from hashbench.harness.stages.context import (StageContext, autocast, backward_step, build_model, model_artifact,
-                                              seeded_generator, training_data)
+                                              prefixed, seeded_generator, training_data)
 from hashbench.harness.stages.spec import PluginSpec, Stage, StageSpec, amp_field
 from hashbench.harness.store import Artifact
 from hashbench.retrieval.training import run_epochs
@@ -37,7 +37,7 @@ def run_train(ctx: StageContext, stage: Stage) -> Artifact:
                         method=spec.method)
     if "pretrain" in stage.inputs:  # the warm start replaces the backbone's initial weights
         warm = ctx.artifact(stage.inputs["pretrain"]).tensors
-        model.backbone.load_state_dict({k[len("backbone."):]: v for k, v in warm.items() if k.startswith("backbone.")})
+        model.backbone.load_state_dict(prefixed(warm, "backbone."))
     model = ctx.place(model)
     method = plugins.methods.create(spec.method.name, dict(spec.method.params))
     scaler = torch.amp.GradScaler(ctx.device.type) if spec.amp == "fp16" else None  # fp16 needs loss scaling
