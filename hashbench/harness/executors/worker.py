@@ -42,7 +42,6 @@ from hashbench.harness.timings import record_timing
 from hashbench.progress import Reporter
 
 CRASH_ENV = "HASHBENCH_CRASH_AFTER"
-#: stage kinds whose artifacts no later stage reads (the coordinator reads their meta from the store)
 
 
 def resolve_device(name: str | torch.device) -> torch.device:
